@@ -1,0 +1,141 @@
+"""JSONL I/O for every stage: validated chain input, crash-safe append-per-record output, resume.
+
+Bad input never stops a run: each problem is reported as a `RecordError` naming the line (and id when
+known), and the good records go on. Output is appended one record per line, flushed and fsynced as each
+record finishes, so a killed run loses at most the record in progress; a partial last line left by a crash
+is detected and cut off on resume rather than parsed as a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chainprune.types import Chain
+
+CHAIN_FIELDS = ("id", "question", "reasoning", "answer")
+
+
+@dataclass
+class RecordError:
+    line: int | None
+    id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = [f"line {self.line}"] if self.line is not None else []
+        if self.id is not None:
+            where.append(f"id {self.id!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "id": self.id, "error": self.message}
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of every non-blank line."""
+    with Path(path).open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                yield number, line
+
+
+def parse_chain(record: Any) -> Chain:
+    """A validated Chain from one decoded JSON value; ValueError says what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    missing = [k for k in CHAIN_FIELDS if k not in record]
+    if missing:
+        raise ValueError(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+    if not isinstance(record["id"], (str, int)) or isinstance(record["id"], bool):
+        raise ValueError(f"field 'id' must be a string or integer, got {type(record['id']).__name__}")
+    for key in ("question", "reasoning", "answer"):
+        if not isinstance(record[key], str):
+            raise ValueError(f"field {key!r} must be a string, got {type(record[key]).__name__}")
+    system = record.get("system")
+    if system is not None and not isinstance(system, str):
+        raise ValueError(f"field 'system' must be a string, got {type(system).__name__}")
+    return Chain(str(record["id"]), record["question"], record["reasoning"], record["answer"], system or None)
+
+
+def read_chains(path: Path) -> tuple[list[tuple[int, Chain]], list[RecordError]]:
+    """Every valid chain with its line number, and an error for every bad line (duplicates included)."""
+    chains: list[tuple[int, Chain]] = []
+    errors: list[RecordError] = []
+    first_seen: dict[str, int] = {}
+    for number, line in read_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(RecordError(number, None, f"not valid JSON ({e.msg} at column {e.colno})"))
+            continue
+        record_id = record.get("id") if isinstance(record, dict) else None
+        try:
+            chain = parse_chain(record)
+        except ValueError as e:
+            errors.append(RecordError(number, None if record_id is None else str(record_id), str(e)))
+            continue
+        if chain.id in first_seen:
+            errors.append(RecordError(number, chain.id, f"duplicate id (first seen on line {first_seen[chain.id]})"))
+            continue
+        first_seen[chain.id] = number
+        chains.append((number, chain))
+    return chains, errors
+
+
+def repair_and_read_ids(path: Path) -> tuple[set[str], list[str]]:
+    """Ids of the complete records in an output file, cutting off a partial last line left by a crash.
+
+    Returns (ids, warnings). A line that does not parse is never counted as done.
+    """
+    path = Path(path)
+    if not path.exists():
+        return set(), []
+    data = path.read_bytes()
+    warnings = []
+    good_end = data.rfind(b"\n") + 1  # everything after the last newline is an unfinished write
+    if good_end < len(data):
+        warnings.append(f"{path}: cut off a partial last line ({len(data) - good_end} bytes) left by an interrupted run")
+        with path.open("r+b") as f:
+            f.truncate(good_end)
+    ids = set()
+    for number, line in enumerate(data[:good_end].decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            warnings.append(f"{path}: line {number} is not a complete record; ignored (its example will be redone)")
+    return ids, warnings
+
+
+class JsonlAppender:
+    """Appends one JSON record per line, durably (flush + fsync per record)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_traces(path: Path) -> Iterator[dict[str, Any]]:
+    for _, line in read_lines(path):
+        yield json.loads(line)

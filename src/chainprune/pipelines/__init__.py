@@ -1,0 +1,1 @@
+"""Pipelines: read JSONL, call the core, write JSONL. One module per command."""

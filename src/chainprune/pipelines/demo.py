@@ -1,0 +1,22 @@
+"""`chainprune demo`: prune the bundled example chains with the bundled default model, offline."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from chainprune.pipelines.prune import PruneConfig, PruneSummary, Reporter, run_prune
+
+DEMO_KEEPS = [0.9, 0.7, 0.5]
+
+
+def demo_chains_path() -> Path:
+    return Path(str(files("chainprune") / "resources" / "demo_chains.jsonl"))
+
+
+def run_demo(out_dir: Path, engine: str = "prefix", reporter: Reporter | None = None) -> tuple[Path, PruneSummary]:
+    """Prune the demo chains to keep 0.9/0.7/0.5 into `out_dir/traces.jsonl` (rewritten every run)."""
+    out = Path(out_dir) / "traces.jsonl"
+    config = PruneConfig(model="smollm2-135m", keep=DEMO_KEEPS, engine=engine, dtype="float32", device="cpu")
+    summary = run_prune(demo_chains_path(), out, config, overwrite=True, reporter=reporter)
+    return out, summary

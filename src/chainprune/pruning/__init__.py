@@ -1,0 +1,131 @@
+"""Greedy pruning of one chain: tokenize in context, score with an engine, run the greedy loop, build the trace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from chainprune.chains import ChainError, tokenize_chain
+from chainprune.keep import deletions_for, keep_key, kept_count, normalize_keep_fractions
+from chainprune.models import LoadedModel
+from chainprune.pruning.greedy import GreedyResult, ScoreError, best_candidate, greedy_prune
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start
+from chainprune.scoring.objectives import sequence_objectives
+from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
+
+
+class ChainScorer:
+    """Scores the deletion candidates of one tokenized chain with one engine (implements `Scorer`)."""
+
+    def __init__(self, model: Any, ids: ChainIds, objective: str, engine: str, max_batch_tokens: int):
+        objective_start(1, 0, objective)  # validates the objective name early
+        self.model, self.ids, self.objective_name = model, ids, objective
+        self.engine = get_engine(engine)
+        self.max_batch_tokens = max_batch_tokens
+        self.stats = ForwardStats()
+
+    def _at(self, remaining: Sequence[int]) -> ChainIds:
+        reasoning = [self.ids.reasoning_ids[i] for i in remaining]
+        return ChainIds(self.ids.prompt_ids, reasoning, self.ids.answer_ids)
+
+    def candidates(self, remaining: Sequence[int]) -> tuple[float, torch.Tensor]:
+        ids = self._at(remaining)
+        base, scores = self.engine(self.model, ids, self.objective_name, self.max_batch_tokens, self.stats)
+        return base, tie_repeated_tokens(ids.reasoning_ids, scores)
+
+    def objective(self, remaining: Sequence[int]) -> float:
+        ids = self._at(remaining)
+        seq = torch.tensor([ids.input_ids], device=next(self.model.parameters()).device)
+        start = objective_start(len(ids.prompt_ids), len(ids.reasoning_ids), self.objective_name)
+        return float(sequence_objectives(self.model, seq, start, self.stats)[0])
+
+
+def tie_repeated_tokens(reasoning_ids: Sequence[int], scores: torch.Tensor) -> torch.Tensor:
+    """Deleting either of two equal neighbouring tokens leaves the same sequence, so the two candidates are
+    exactly tied. Engines compute them along different paths (rounding may differ in the last bits); copying
+    the first score of each run of equal tokens over the run makes the tie exact, so it always goes to the
+    smallest position whatever the engine."""
+    scores = scores.clone()
+    for k in range(1, len(reasoning_ids)):
+        if reasoning_ids[k] == reasoning_ids[k - 1]:
+            scores[k] = scores[k - 1]
+    return scores
+
+
+def prune_chain(
+    pruner: LoadedModel,
+    chain: Chain,
+    keep: Sequence[float] = (0.5,),
+    objective: str = "joint",
+    engine: str = "prefix",
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Trace:
+    """Greedily prune `chain`'s reasoning down to the smallest keep fraction in `keep`.
+
+    Returns the full trace: deletion order, objective after every deletion, and the pruned text at each
+    requested keep fraction. `on_step(done, total)` is called after every deletion (for progress bars).
+    Raises `ChainError` for a chain that cannot be scored (too long for the model, empty prompt/answer).
+    """
+    fractions = normalize_keep_fractions(keep)
+    ids = tokenize_chain(pruner.tokenizer, chain)
+    limit = pruner.max_length
+    if limit is not None and len(ids.input_ids) > limit:
+        raise ChainError(f"chain is {len(ids.input_ids)} tokens, longer than the pruner's context of {limit}")
+    n = len(ids.reasoning_ids)
+    deletions = deletions_for(n, fractions[-1])
+    scorer = ChainScorer(pruner.model, ids, objective, engine, max_batch_tokens)
+    step = (lambda done: on_step(done, deletions)) if on_step else None
+    result = greedy_prune(n, scorer, deletions, on_step=step)
+    return build_trace(pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards)
+
+
+def build_trace(
+    pruner: LoadedModel,
+    chain_id: str,
+    ids: ChainIds,
+    result: GreedyResult,
+    fractions: Sequence[float],
+    objective: str,
+    engine: str,
+    token_forwards: int,
+) -> Trace:
+    n = len(ids.reasoning_ids)
+    deleted_step = {pos: step for step, pos in enumerate(result.deletion_order, start=1)}
+    tokens = [TraceToken(position=i, text=ids.reasoning_texts[i], deleted_step=deleted_step.get(i)) for i in range(n)]
+    pruned = {}
+    for r in fractions:
+        gone = set(result.deletion_order[: deletions_for(n, r)])
+        kept = [t for i, t in enumerate(ids.reasoning_ids) if i not in gone]
+        text = pruner.tokenizer.decode(kept, clean_up_tokenization_spaces=False)
+        pruned[keep_key(r)] = PrunedChain(text=text, num_tokens=kept_count(n, r))
+    return Trace(
+        id=chain_id,
+        pruner=pruner.name,
+        objective=objective,
+        prompt_ids=ids.prompt_ids,
+        reasoning_ids=ids.reasoning_ids,
+        answer_ids=ids.answer_ids,
+        deletion_order=result.deletion_order,
+        objective_values=result.objective_values,
+        tokens=tokens,
+        pruned=pruned,
+        engine=engine,
+        dtype=str(pruner.dtype).removeprefix("torch."),
+        token_forwards=token_forwards,
+    )
+
+
+__all__ = [
+    "ChainError",
+    "ChainScorer",
+    "GreedyResult",
+    "ScoreError",
+    "best_candidate",
+    "build_trace",
+    "greedy_prune",
+    "prune_chain",
+    "tie_repeated_tokens",
+]

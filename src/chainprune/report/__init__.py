@@ -1,0 +1,1 @@
+"""Presentation of results for people: terminal rendering of traces (and, later, plots and pages)."""

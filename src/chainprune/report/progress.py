@@ -1,0 +1,66 @@
+"""Progress bars and end-of-run summaries for pipelines, on stderr."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from chainprune.data.jsonl import RecordError
+from chainprune.pipelines.prune import PruneSummary, Reporter
+from chainprune.types import Chain, Trace
+
+console = Console(stderr=True)
+
+
+class ProgressReporter(Reporter):
+    """Two bars: examples done, and deletion steps of the example in progress. Errors print as they happen."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.examples = None
+        self.steps = None
+
+    def start(self, total: int) -> None:
+        self.progress.start()
+        self.examples = self.progress.add_task("examples", total=total)
+        self.steps = self.progress.add_task("  steps", total=None)
+
+    def example(self, chain: Chain, steps: int) -> None:
+        self.progress.update(self.steps, description=f"  {chain.id[:24]}", completed=0, total=None)
+
+    def step(self, done: int, total: int) -> None:
+        self.progress.update(self.steps, completed=done, total=total)
+
+    def finished(self, chain: Chain, trace: Trace | None, error: RecordError | None) -> None:
+        if error is not None:
+            self.progress.console.print(f"[red]error[/red] {error}")
+        self.progress.advance(self.examples)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def summary_table(summary: PruneSummary) -> Table:
+    table = Table(title="prune summary", show_header=False)
+    rate = summary.done / summary.seconds * 3600 if summary.seconds > 0 and summary.done else 0.0
+    rows = [
+        ("pruned", str(summary.done)),
+        ("skipped (already in output)", str(summary.skipped)),
+        ("failed", str(len(summary.failures))),
+        ("deletions", str(summary.deletions)),
+        ("token-forwards", f"{summary.token_forwards:,}"),
+        ("wall time", f"{summary.seconds:.1f} s"),
+        ("examples / hour", f"{rate:.0f}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

@@ -1,0 +1,46 @@
+"""Scoring engines: given the current chain, the objective of every single-token deletion.
+
+An engine is a plain function `(model, ids, objective, max_batch_tokens, stats) -> (base, candidates)`:
+`base` is the objective of the chain as it stands, `candidates[i]` the objective after deleting reasoning
+token i. Engines differ only in how much work they do; exact engines agree to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from chainprune.scoring.logprobs import ForwardStats
+from chainprune.scoring.naive import score_naive
+from chainprune.scoring.objectives import objective_start, reference_objective, sequence_objectives
+from chainprune.scoring.prefix import score_prefix
+from chainprune.types import ChainIds
+
+
+class Engine(Protocol):
+    def __call__(
+        self, model: Any, ids: ChainIds, objective: str, max_batch_tokens: int, stats: ForwardStats
+    ) -> tuple[float, torch.Tensor]: ...
+
+
+ENGINES: dict[str, Engine] = {"prefix": score_prefix, "naive": score_naive}
+DEFAULT_MAX_BATCH_TOKENS = 8192
+
+
+def get_engine(name: str) -> Engine:
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    return ENGINES[name]
+
+
+__all__ = [
+    "DEFAULT_MAX_BATCH_TOKENS",
+    "ENGINES",
+    "Engine",
+    "ForwardStats",
+    "get_engine",
+    "objective_start",
+    "reference_objective",
+    "sequence_objectives",
+]

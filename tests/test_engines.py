@@ -1,0 +1,122 @@
+"""Exactness: every fast engine returns what full recomputation returns (float64, tiny seeded models)."""
+
+import pytest
+import torch
+
+from chainprune.chains import tokenize_chain
+from chainprune.pruning import prune_chain
+from chainprune.scoring import ENGINES, ForwardStats, objective_start, reference_objective
+from chainprune.types import Chain
+
+from conftest import gsm8k_records, make_model
+
+
+def gsm8k_chains(n, max_chars=130):
+    chains = []
+    for i, record in enumerate(gsm8k_records(40)):
+        reasoning, answer = record["answer"].split("####")
+        reasoning = reasoning.strip()
+        if len(reasoning) <= max_chars:
+            chains.append(Chain(f"gsm8k-{i}", record["question"], reasoning, f"The answer is {answer.strip()}."))
+    return chains[:n]
+
+
+CHAINS = gsm8k_chains(4) + [
+    Chain("short", "2+2?", "2+2=4.", "The answer is 4.", "Be brief."),
+    Chain("one", "Q?", "4", "A: 4"),
+]
+
+
+@pytest.mark.parametrize("objective", ["joint", "answer"])
+@pytest.mark.parametrize("chain", CHAINS, ids=lambda c: c.id)
+def test_prefix_candidates_equal_naive(tiny_pruner, chain, objective):
+    ids = tokenize_chain(tiny_pruner.tokenizer, chain)
+    base_ref, cand_ref = ENGINES["naive"](tiny_pruner.model, ids, objective, 10**6, ForwardStats())
+    expected_base = reference_objective(
+        tiny_pruner.model, ids.input_ids, objective_start(len(ids.prompt_ids), len(ids.reasoning_ids), objective)
+    )
+    assert base_ref == pytest.approx(expected_base, rel=1e-12)
+    for budget in (1, 64, 10**6):  # from one row per forward to everything at once
+        stats = ForwardStats()
+        base, cand = ENGINES["prefix"](tiny_pruner.model, ids, objective, budget, stats)
+        assert base == pytest.approx(base_ref, rel=1e-12)
+        torch.testing.assert_close(cand, cand_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_naive_candidates_equal_reference_forward(tiny_pruner):
+    ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
+    _, cand = ENGINES["naive"](tiny_pruner.model, ids, "joint", 200, ForwardStats())
+    p = len(ids.prompt_ids)
+    for i in (0, len(ids.reasoning_ids) // 2, len(ids.reasoning_ids) - 1):
+        seq = ids.input_ids[: p + i] + ids.input_ids[p + i + 1 :]
+        assert float(cand[i]) == pytest.approx(reference_objective(tiny_pruner.model, seq, p), rel=1e-12)
+
+
+@pytest.mark.parametrize("objective", ["joint", "answer"])
+def test_greedy_runs_delete_in_identical_order(tiny_pruner, objective):
+    for chain in CHAINS[1:4]:
+        traces = {
+            engine: prune_chain(tiny_pruner, chain, keep=[0.3], objective=objective, engine=engine, max_batch_tokens=4096)
+            for engine in ENGINES
+        }
+        assert traces["prefix"].deletion_order == traces["naive"].deletion_order
+        torch.testing.assert_close(
+            torch.tensor(traces["prefix"].objective_values), torch.tensor(traces["naive"].objective_values), rtol=1e-10, atol=1e-10
+        )
+        assert traces["prefix"].token_forwards < traces["naive"].token_forwards
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_orders_agree_on_other_seeded_models(tiny_tokenizer, seed):
+    from chainprune.models import LoadedModel
+
+    pruner = LoadedModel(make_model(len(tiny_tokenizer), seed=seed, layers=3), tiny_tokenizer, f"tiny-{seed}")
+    chain = CHAINS[1]
+    orders = [prune_chain(pruner, chain, keep=[0.1], engine=e).deletion_order for e in ENGINES]
+    assert orders[0] == orders[1]
+
+
+@pytest.mark.parametrize("objective", ["joint", "answer"])
+def test_objective_values_recomputed_by_plain_forward(tiny_pruner, objective):
+    """Every trace's objective_values follow from its ids alone, by a plain full forward."""
+    trace = prune_chain(tiny_pruner, CHAINS[0], keep=[0.5, 0.3], objective=objective)
+    deleted: set[int] = set()
+    for step, value in enumerate(trace.objective_values):
+        if step:
+            deleted.add(trace.deletion_order[step - 1])
+        reasoning = [t for i, t in enumerate(trace.reasoning_ids) if i not in deleted]
+        start = objective_start(len(trace.prompt_ids), len(reasoning), objective)
+        expected = reference_objective(tiny_pruner.model, trace.prompt_ids + reasoning + trace.answer_ids, start)
+        assert value == pytest.approx(expected, rel=1e-10)
+
+
+def test_trace_record_matches_design(tiny_pruner):
+    trace = prune_chain(tiny_pruner, CHAINS[0], keep=[0.9, 0.5])
+    record = trace.to_json()
+    for key in ("id", "pruner", "objective", "prompt_ids", "reasoning_ids", "answer_ids", "deletion_order",
+                "objective_values", "tokens", "pruned"):
+        assert key in record
+    n = len(trace.reasoning_ids)
+    assert len(trace.deletion_order) == n - n // 2 and sorted(trace.deletion_order) == sorted(set(trace.deletion_order))
+    assert set(record["pruned"]) == {"0.9", "0.5"}
+    assert record["pruned"]["0.5"]["num_tokens"] == n // 2
+    steps = {t["position"]: t["deleted_step"] for t in record["tokens"]}
+    assert [p for p, _ in sorted(((p, s) for p, s in steps.items() if s), key=lambda x: x[1])] == trace.deletion_order
+    kept = [t for i, t in enumerate(trace.reasoning_ids) if steps[i] is None]
+    assert record["pruned"]["0.5"]["text"] == tiny_pruner.tokenizer.decode(kept)
+    assert "mode" not in record  # exact runs carry no approximation marker
+
+
+def test_empty_reasoning_gives_trace_without_deletions(tiny_pruner):
+    trace = prune_chain(tiny_pruner, Chain("e", "Q?", "", "The answer is 3."), keep=[0.5])
+    assert trace.deletion_order == [] and trace.reasoning_ids == [] and len(trace.objective_values) == 1
+    assert trace.pruned["0.5"].num_tokens == 0
+
+
+@pytest.mark.slow
+def test_bundled_model_prefix_equals_naive(bundled_pruner):
+    chain = Chain("b", "What is 3 + 4?", "3 + 4 = 7, so the total is 7.", "The answer is 7.")
+    ids = tokenize_chain(bundled_pruner.tokenizer, chain)
+    _, naive = ENGINES["naive"](bundled_pruner.model, ids, "joint", 8192, ForwardStats())
+    _, prefix = ENGINES["prefix"](bundled_pruner.model, ids, "joint", 8192, ForwardStats())
+    torch.testing.assert_close(prefix, naive, rtol=1e-4, atol=2e-3)  # float32: agreement to rounding

@@ -1,0 +1,96 @@
+"""The greedy loop driven by scripted fake scorers, so the expected order is known by construction."""
+
+import math
+
+import pytest
+
+from chainprune.keep import deletions_for
+from chainprune.pruning.greedy import ScoreError, best_candidate, greedy_prune
+
+
+class ValueScorer:
+    """Deleting token i costs cost[i] (independent of context): greedy must delete cheapest first."""
+
+    def __init__(self, cost):
+        self.cost = cost
+        self.calls = 0
+
+    def objective(self, remaining):
+        return -sum(c for i, c in enumerate(self.cost) if i not in remaining)
+
+    def candidates(self, remaining):
+        self.calls += 1
+        base = self.objective(remaining)
+        return base, [base - self.cost[i] for i in remaining]
+
+
+class ContextScorer:
+    """Costs that depend on what remains: deleting i is cheap only once i - 1 is gone."""
+
+    def objective(self, remaining):
+        return float(len(remaining))
+
+    def candidates(self, remaining):
+        present = set(remaining)
+        return 0.0, [10.0 if (i - 1) not in present else float(-i) for i in remaining]
+
+
+def test_deletes_least_harmful_first():
+    scorer = ValueScorer([5.0, 1.0, 3.0, 0.5, 4.0])
+    result = greedy_prune(5, scorer, deletions=5)
+    assert result.deletion_order == [3, 1, 2, 4, 0]
+    assert result.objective_values == [0.0, -0.5, -1.5, -4.5, -8.5, -13.5]
+    assert scorer.calls == 5
+
+
+def test_exact_ties_go_to_smallest_position():
+    result = greedy_prune(4, ValueScorer([2.0, 1.0, 2.0, 1.0]), deletions=4)
+    assert result.deletion_order == [1, 3, 0, 2]
+    assert best_candidate([0.0, 3.0, 3.0, 1.0]) == 1
+
+
+def test_positions_are_original_indices_under_context_dependence():
+    # Token 0 has no predecessor: deleting it scores 10 and goes first; then 1, whose predecessor is gone, ...
+    result = greedy_prune(4, ContextScorer(), deletions=4)
+    assert result.deletion_order == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(("n", "r"), [(10, 0.5), (7, 0.3), (100, 0.29), (3, 0.9)])
+def test_keep_fraction_sets_number_of_deletions(n, r):
+    deletions = deletions_for(n, r)
+    result = greedy_prune(n, ValueScorer([float(i % 5) for i in range(n)]), deletions)
+    assert len(result.deletion_order) == deletions == n - math.floor(n * r + 1e-9)
+    assert len(result.objective_values) == deletions + 1
+
+
+def test_no_deletions_still_reports_objective():
+    scorer = ValueScorer([1.0, 2.0])
+    result = greedy_prune(2, scorer, deletions=0)
+    assert result.deletion_order == [] and result.objective_values == [0.0]
+    assert scorer.calls == 0
+    assert greedy_prune(0, ValueScorer([]), 0).objective_values == [0]
+
+
+def test_nan_objective_is_an_error():
+    class NanScorer(ValueScorer):
+        def candidates(self, remaining):
+            return 0.0, [float("nan")] * len(remaining)
+
+    with pytest.raises(ScoreError, match="NaN"):
+        greedy_prune(3, NanScorer([1, 2, 3]), 1)
+
+
+def test_too_many_deletions_is_rejected():
+    with pytest.raises(ValueError):
+        greedy_prune(2, ValueScorer([1, 2]), 3)
+
+
+def test_equal_neighbouring_tokens_are_exact_ties():
+    import torch
+
+    from chainprune.pruning import tie_repeated_tokens
+
+    scores = torch.tensor([1.0, 2.0, 2.0 + 1e-15, 2.0 - 1e-15, 0.5, 3.0])
+    tied = tie_repeated_tokens([5, 7, 7, 7, 5, 7], scores)
+    assert tied.tolist() == [1.0, 2.0, 2.0, 2.0, 0.5, 3.0]
+    assert best_candidate(tied.tolist()) == 5
