@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chainprune.chains import tokenize_chain
-from chainprune.pruning import prune_chain
+from chainprune.pruning import Approximation, prune_chain
 from chainprune.scoring import ENGINES, ForwardStats, objective_start, reference_objective
 from chainprune.types import Chain
 
@@ -27,9 +27,13 @@ CHAINS = gsm8k_chains(4) + [
 ]
 
 
+FAST_ENGINES = [e for e in ENGINES if e != "naive"]
+
+
+@pytest.mark.parametrize("engine", FAST_ENGINES)
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 @pytest.mark.parametrize("chain", CHAINS, ids=lambda c: c.id)
-def test_prefix_candidates_equal_naive(tiny_pruner, chain, objective):
+def test_fast_engine_candidates_equal_naive(tiny_pruner, chain, objective, engine):
     ids = tokenize_chain(tiny_pruner.tokenizer, chain)
     base_ref, cand_ref = ENGINES["naive"](tiny_pruner.model, ids, objective, 10**6, ForwardStats())
     expected_base = reference_objective(
@@ -38,9 +42,29 @@ def test_prefix_candidates_equal_naive(tiny_pruner, chain, objective):
     assert base_ref == pytest.approx(expected_base, rel=1e-12)
     for budget in (1, 64, 10**6):  # from one row per forward to everything at once
         stats = ForwardStats()
-        base, cand = ENGINES["prefix"](tiny_pruner.model, ids, objective, budget, stats)
+        base, cand = ENGINES[engine](tiny_pruner.model, ids, objective, budget, stats)
         assert base == pytest.approx(base_ref, rel=1e-12)
         torch.testing.assert_close(cand, cand_ref, rtol=1e-10, atol=1e-10)
+        assert stats.token_forwards < (len(ids.reasoning_ids) + 1) * len(ids.input_ids) or len(ids.reasoning_ids) < 3
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_engines_score_a_subset_of_candidates(tiny_pruner, engine):
+    ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[1])
+    _, full = ENGINES["naive"](tiny_pruner.model, ids, "joint", 10**6, ForwardStats())
+    subset = [0, 2, 3, len(ids.reasoning_ids) - 1]
+    _, part = ENGINES[engine](tiny_pruner.model, ids, "joint", 128, ForwardStats(), positions=subset)
+    torch.testing.assert_close(part[subset], full[subset], rtol=1e-10, atol=1e-10)
+    others = [i for i in range(len(ids.reasoning_ids)) if i not in subset]
+    assert torch.isnan(part[others]).all()
+
+
+def test_packed_does_no_redundant_work(tiny_pruner):
+    ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[1])
+    p, m, length = len(ids.prompt_ids), len(ids.reasoning_ids), len(ids.input_ids)
+    stats = ForwardStats()
+    ENGINES["packed"](tiny_pruner.model, ids, "joint", 10**6, stats)
+    assert stats.token_forwards == length + sum(max(0, length - p - i - 2) for i in range(m))
 
 
 def test_naive_candidates_equal_reference_forward(tiny_pruner):
@@ -59,11 +83,13 @@ def test_greedy_runs_delete_in_identical_order(tiny_pruner, objective):
             engine: prune_chain(tiny_pruner, chain, keep=[0.3], objective=objective, engine=engine, max_batch_tokens=4096)
             for engine in ENGINES
         }
-        assert traces["prefix"].deletion_order == traces["naive"].deletion_order
-        torch.testing.assert_close(
-            torch.tensor(traces["prefix"].objective_values), torch.tensor(traces["naive"].objective_values), rtol=1e-10, atol=1e-10
-        )
-        assert traces["prefix"].token_forwards < traces["naive"].token_forwards
+        for engine in FAST_ENGINES:
+            assert traces[engine].deletion_order == traces["naive"].deletion_order
+            torch.testing.assert_close(
+                torch.tensor(traces[engine].objective_values), torch.tensor(traces["naive"].objective_values),
+                rtol=1e-10, atol=1e-10,
+            )
+            assert traces[engine].token_forwards < traces["naive"].token_forwards
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -73,13 +99,18 @@ def test_orders_agree_on_other_seeded_models(tiny_tokenizer, seed):
     pruner = LoadedModel(make_model(len(tiny_tokenizer), seed=seed, layers=3), tiny_tokenizer, f"tiny-{seed}")
     chain = CHAINS[1]
     orders = [prune_chain(pruner, chain, keep=[0.1], engine=e).deletion_order for e in ENGINES]
-    assert orders[0] == orders[1]
+    assert all(order == orders[0] for order in orders)
 
 
+APPROXIMATIONS = [Approximation(), Approximation(per_step=3), Approximation(screen=4, refresh=3)]
+
+
+@pytest.mark.parametrize("approximation", APPROXIMATIONS, ids=lambda a: str(a.describe()))
 @pytest.mark.parametrize("objective", ["joint", "answer"])
-def test_objective_values_recomputed_by_plain_forward(tiny_pruner, objective):
-    """Every trace's objective_values follow from its ids alone, by a plain full forward."""
-    trace = prune_chain(tiny_pruner, CHAINS[0], keep=[0.5, 0.3], objective=objective)
+def test_objective_values_recomputed_by_plain_forward(tiny_pruner, objective, approximation):
+    """Every trace's objective_values follow from its ids alone, by a plain full forward (approximate too)."""
+    trace = prune_chain(tiny_pruner, CHAINS[0], keep=[0.5, 0.3], objective=objective, approximation=approximation)
+    assert trace.mode == approximation.describe()
     deleted: set[int] = set()
     for step, value in enumerate(trace.objective_values):
         if step:

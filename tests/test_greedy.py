@@ -15,12 +15,15 @@ class ValueScorer:
         self.cost = cost
         self.calls = 0
 
-    def objective(self, remaining):
+    def _value(self, remaining):
         return -sum(c for i, c in enumerate(self.cost) if i not in remaining)
 
-    def candidates(self, remaining):
+    def objective(self, remaining):
+        return self._value(remaining)
+
+    def candidates(self, remaining, subset=None):
         self.calls += 1
-        base = self.objective(remaining)
+        base = self._value(remaining)
         return base, [base - self.cost[i] for i in remaining]
 
 
@@ -30,7 +33,7 @@ class ContextScorer:
     def objective(self, remaining):
         return float(len(remaining))
 
-    def candidates(self, remaining):
+    def candidates(self, remaining, subset=None):
         present = set(remaining)
         return 0.0, [10.0 if (i - 1) not in present else float(-i) for i in remaining]
 
@@ -73,7 +76,7 @@ def test_no_deletions_still_reports_objective():
 
 def test_nan_objective_is_an_error():
     class NanScorer(ValueScorer):
-        def candidates(self, remaining):
+        def candidates(self, remaining, subset=None):
             return 0.0, [float("nan")] * len(remaining)
 
     with pytest.raises(ScoreError, match="NaN"):
@@ -94,3 +97,53 @@ def test_equal_neighbouring_tokens_are_exact_ties():
     tied = tie_repeated_tokens([5, 7, 7, 7, 5, 7], scores)
     assert tied.tolist() == [1.0, 2.0, 2.0, 2.0, 0.5, 3.0]
     assert best_candidate(tied.tolist()) == 5
+
+
+class CountingScorer(ValueScorer):
+    def __init__(self, cost):
+        super().__init__(cost)
+        self.subsets = []
+        self.objective_calls = 0
+
+    def candidates(self, remaining, subset=None):
+        self.subsets.append(None if subset is None else list(subset))
+        base, scores = super().candidates(remaining)
+        if subset is not None:
+            scores = [s if k in subset else float("nan") for k, s in enumerate(scores)]
+        return base, scores
+
+    def objective(self, remaining):
+        self.objective_calls += 1
+        return super().objective(remaining)
+
+
+def test_per_step_deletes_k_best_per_pass_and_computes_each_objective():
+    from chainprune.pruning.greedy import Approximation
+
+    cost = [5.0, 1.0, 3.0, 0.5, 4.0, 2.0]
+    scorer = CountingScorer(cost)
+    result = greedy_prune(6, scorer, 5, approximation=Approximation(per_step=2))
+    # context-free costs: the K best of a pass are the next K of exact greedy
+    assert result.deletion_order == [3, 1, 5, 2, 4]
+    assert result.scoring_passes == 3 and scorer.calls == 3
+    assert result.objective_values == [0.0, -0.5, -1.5, -3.5, -6.5, -10.5]
+    assert scorer.objective_calls == 4  # two passes of 2 (each intermediate chain), then 1 single deletion
+
+
+def test_screening_rescores_stale_best_and_deletion_neighbours():
+    from chainprune.pruning.greedy import Approximation, screened_subset
+
+    assert screened_subset([0, 1, 2, 4, 5, 7], {0: -1, 1: -5, 2: -2, 4: -9, 5: -3, 7: -8}, [3], 2) == [0, 2, 3]
+    scorer = CountingScorer([5.0, 1.0, 3.0, 0.5, 4.0, 2.0, 6.0, 0.7])
+    result = greedy_prune(8, scorer, 6, approximation=Approximation(screen=2, refresh=3))
+    assert result.deletion_order == greedy_prune(8, ValueScorer(scorer.cost), 6).deletion_order
+    assert scorer.subsets[0] is None and scorer.subsets[3] is None  # full scoring every 3 passes
+    assert all(s is not None and len(s) <= 2 + 2 * 2 for s in scorer.subsets[1:3])
+
+
+def test_approximation_is_described_exact_is_not():
+    from chainprune.pruning.greedy import Approximation
+
+    assert Approximation().describe() is None
+    assert Approximation(per_step=4).describe() == {"per_step": 4}
+    assert Approximation(screen=8, refresh=5).describe() == {"screen": 8, "refresh": 5}

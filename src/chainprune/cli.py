@@ -39,10 +39,13 @@ def prune(
     model: Annotated[str, typer.Option(help="Pruner: 'smollm2-135m' (bundled, offline), a local HF folder or a hub id.")] = "smollm2-135m",
     objective: Annotated[Objective, typer.Option(help="joint: log p(remaining reasoning + answer); answer: log p(answer).")] = "joint",
     keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction in (0, 1]; repeat for several. One run down to the smallest gives them all.")] = None,
-    engine: Annotated[EngineName, typer.Option(help="prefix: exact, shares the KV prefix across candidates (fast). naive: exact, full recompute (the reference).")] = "prefix",
+    engine: Annotated[EngineName, typer.Option(help="prefix: shares the KV prefix, candidates in batched chunks. packed: all suffixes packed in one sequence with a 4D mask, no redundant work. naive: full recompute (the reference). All exact.")] = "prefix",
     dtype: Annotated[Dtype, typer.Option(help="auto = bfloat16 on CUDA, float32 on CPU.")] = "auto",
     device: Annotated[Device, typer.Option(help="auto = cuda when available.")] = "auto",
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="Bound on rows x tokens held in one forward (memory).")] = DEFAULT_MAX_BATCH_TOKENS,
+    per_step: Annotated[int, typer.Option(min=1, help="APPROXIMATE: delete the K best candidates per scoring pass (1 = exact).")] = 1,
+    screen: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE: between full scorings re-score only the M best candidates by stale scores, plus deletion neighbours.")] = None,
+    refresh: Annotated[int, typer.Option(min=1, help="With --screen: a full exact scoring every R passes.")] = 10,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip ids already in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
 ) -> None:
@@ -62,6 +65,9 @@ def prune(
         dtype=dtype.value,
         device=device.value,
         max_batch_tokens=max_batch_tokens,
+        per_step=per_step,
+        screen=screen,
+        refresh=refresh,
     )
     reporter = ProgressReporter()
     try:
@@ -125,6 +131,38 @@ def show(
         if any(r < smallest for r in fractions):
             raise typer.BadParameter(f"trace {trace.id!r} was pruned only down to keep {smallest}", param_hint="--keep")
         out_console.print(trace_table(trace, fractions, plain=out_console.no_color or not out_console.is_terminal))
+
+
+@app.command()
+def compare(
+    exact: Annotated[Path, typer.Argument(help="Traces from an exact run (the reference).")],
+    approx: Annotated[Path, typer.Argument(help="Traces of the same chains from an approximate run.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers as JSON here.")] = None,
+) -> None:
+    """Fidelity of APPROX against EXACT per keep fraction: kept-set overlap, Kendall's tau of deletion ranks,
+    and the objective gap (approximate minus exact; negative = likelihood lost)."""
+    import json
+
+    from rich.table import Table
+
+    from chainprune.pipelines.compare import compare_traces
+
+    try:
+        result = compare_traces(exact, approx)
+    except (ValueError, OSError) as e:
+        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{approx} vs {exact} (mode {result.approx_mode or 'exact'})")
+    for column in ("keep", "examples", "overlap mean", "overlap min", "Kendall tau", "gap mean", "gap min"):
+        table.add_column(column, justify="right")
+    for k in result.per_keep:
+        table.add_row(f"{k.keep:g}", str(k.examples), f"{k.overlap_mean:.3f}", f"{k.overlap_min:.3f}",
+                      f"{k.kendall_tau_mean:.3f}", f"{k.objective_gap_mean:.3f}", f"{k.objective_gap_min:.3f}")
+    out_console.print(table)
+    if result.missing:
+        out_console.print(f"{len(result.missing)} id(s) of {exact} have no trace in {approx}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str = "auto", device: s
     `device`: auto, cpu or cuda.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -126,6 +127,10 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str = "auto", device: s
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{name_or_path}: chainprune needs a fast tokenizer (token offsets split the chain)")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    hf_logging.disable_progress_bar()  # chainprune draws its own progress; a weights bar per load is noise
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    finally:
+        hf_logging.enable_progress_bar()
     model.to(torch_device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, repair_and_read_ids
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
-from chainprune.pruning import prune_chain
+from chainprune.pruning import Approximation, prune_chain
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, get_engine
 from chainprune.types import Chain, Trace
 
@@ -30,9 +30,16 @@ class PruneConfig:
     dtype: str = "auto"
     device: str = "auto"
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    per_step: int = 1
+    screen: int | None = None
+    refresh: int = 10
 
     # Settings that change the traces: a resumed run must agree on these.
-    RESULT_FIELDS = ("model", "objective", "keep", "engine", "dtype")
+    RESULT_FIELDS = ("model", "objective", "keep", "engine", "dtype", "per_step", "screen", "refresh")
+
+    @property
+    def approximation(self) -> Approximation:
+        return Approximation(per_step=self.per_step, screen=self.screen, refresh=self.refresh)
 
     def validate(self) -> None:
         self.keep = normalize_keep_fractions(self.keep)
@@ -41,6 +48,8 @@ class PruneConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of joint, answer")
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be at least 1")
+        if self.per_step < 1 or (self.screen is not None and self.screen < 1) or self.refresh < 1:
+            raise ValueError("per_step, screen and refresh must be at least 1")
 
 
 @dataclass
@@ -147,6 +156,7 @@ def prune_one(
             engine=config.engine,
             max_batch_tokens=config.max_batch_tokens,
             on_step=reporter.step,
+            approximation=config.approximation,
         )
     except (ValueError, RuntimeError, NotImplementedError) as e:  # one bad example must not end the run
         return None, RecordError(line, chain.id, f"{type(e).__name__}: {e}")

@@ -10,7 +10,7 @@ import torch
 from chainprune.chains import ChainError, tokenize_chain
 from chainprune.keep import deletions_for, keep_key, kept_count, normalize_keep_fractions
 from chainprune.models import LoadedModel
-from chainprune.pruning.greedy import GreedyResult, ScoreError, best_candidate, greedy_prune
+from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start
 from chainprune.scoring.objectives import sequence_objectives
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
@@ -30,9 +30,10 @@ class ChainScorer:
         reasoning = [self.ids.reasoning_ids[i] for i in remaining]
         return ChainIds(self.ids.prompt_ids, reasoning, self.ids.answer_ids)
 
-    def candidates(self, remaining: Sequence[int]) -> tuple[float, torch.Tensor]:
+    def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
         ids = self._at(remaining)
-        base, scores = self.engine(self.model, ids, self.objective_name, self.max_batch_tokens, self.stats)
+        positions = None if subset is None else list(subset)
+        base, scores = self.engine(self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions)
         return base, tie_repeated_tokens(ids.reasoning_ids, scores)
 
     def objective(self, remaining: Sequence[int]) -> float:
@@ -46,11 +47,18 @@ def tie_repeated_tokens(reasoning_ids: Sequence[int], scores: torch.Tensor) -> t
     """Deleting either of two equal neighbouring tokens leaves the same sequence, so the two candidates are
     exactly tied. Engines compute them along different paths (rounding may differ in the last bits); copying
     the first score of each run of equal tokens over the run makes the tie exact, so it always goes to the
-    smallest position whatever the engine."""
+    smallest position whatever the engine. (Unscored candidates are NaN; a run takes its first scored value.)"""
     scores = scores.clone()
-    for k in range(1, len(reasoning_ids)):
-        if reasoning_ids[k] == reasoning_ids[k - 1]:
-            scores[k] = scores[k - 1]
+    k = 0
+    while k < len(reasoning_ids):
+        end = k + 1
+        while end < len(reasoning_ids) and reasoning_ids[end] == reasoning_ids[k]:
+            end += 1
+        run = scores[k:end]
+        scored = run[~torch.isnan(run)]
+        if end - k > 1 and scored.numel():
+            scores[k:end] = scored[0]
+        k = end
     return scores
 
 
@@ -62,11 +70,13 @@ def prune_chain(
     engine: str = "prefix",
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     on_step: Callable[[int, int], None] | None = None,
+    approximation: Approximation = EXACT,
 ) -> Trace:
     """Greedily prune `chain`'s reasoning down to the smallest keep fraction in `keep`.
 
     Returns the full trace: deletion order, objective after every deletion, and the pruned text at each
     requested keep fraction. `on_step(done, total)` is called after every deletion (for progress bars).
+    `approximation` trades exactness for speed; the trace's `mode` then records it.
     Raises `ChainError` for a chain that cannot be scored (too long for the model, empty prompt/answer).
     """
     fractions = normalize_keep_fractions(keep)
@@ -78,8 +88,10 @@ def prune_chain(
     deletions = deletions_for(n, fractions[-1])
     scorer = ChainScorer(pruner.model, ids, objective, engine, max_batch_tokens)
     step = (lambda done: on_step(done, deletions)) if on_step else None
-    result = greedy_prune(n, scorer, deletions, on_step=step)
-    return build_trace(pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards)
+    result = greedy_prune(n, scorer, deletions, on_step=step, approximation=approximation)
+    trace = build_trace(pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards)
+    trace.mode = approximation.describe()
+    return trace
 
 
 def build_trace(
@@ -119,6 +131,8 @@ def build_trace(
 
 
 __all__ = [
+    "EXACT",
+    "Approximation",
     "ChainError",
     "ChainScorer",
     "GreedyResult",

@@ -2,11 +2,13 @@
 
 At each step every remaining reasoning token is a deletion candidate; the one whose deletion gives the
 highest objective is deleted (exact ties go to the smallest position). Positions are those of the original
-reasoning, so the deletion order ranks the original tokens.
+reasoning, so the deletion order ranks the original tokens. `Approximation` relaxes this for speed (several
+deletions per scoring pass, screening candidates by stale scores); traces record which was used.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,14 +19,51 @@ class Scorer(Protocol):
     def objective(self, remaining: Sequence[int]) -> float:
         """Objective of the chain holding the reasoning tokens at `remaining` (original positions, sorted)."""
 
-    def candidates(self, remaining: Sequence[int]) -> tuple[float, Sequence[float]]:
-        """(objective of `remaining`, objective after deleting each of `remaining`'s tokens)."""
+    def candidates(
+        self, remaining: Sequence[int], subset: Sequence[int] | None = None
+    ) -> tuple[float, Sequence[float]]:
+        """(objective of `remaining`, objective after deleting each of `remaining`'s tokens).
+
+        With `subset` (indices into `remaining`), only those candidates need scores; the others may be NaN.
+        """
 
 
 @dataclass
 class GreedyResult:
     deletion_order: list[int]
     objective_values: list[float]  # [0] before any deletion, [s] after s deletions
+    scoring_passes: int = 0
+
+
+@dataclass(frozen=True)
+class Approximation:
+    """Ways to trade exactness for speed; the default is exact greedy.
+
+    per_step: delete the `per_step` best candidates of each scoring pass (the paper's suggestion).
+    screen/refresh: between full scorings (every `refresh` passes), re-score exactly only the `screen`
+    candidates best under the last full scoring, plus the neighbours of tokens deleted since then.
+    """
+
+    per_step: int = 1
+    screen: int | None = None
+    refresh: int = 10
+
+    @property
+    def exact(self) -> bool:
+        return self.per_step == 1 and self.screen is None
+
+    def describe(self) -> dict | None:
+        if self.exact:
+            return None
+        mode: dict = {}
+        if self.per_step != 1:
+            mode["per_step"] = self.per_step
+        if self.screen is not None:
+            mode.update(screen=self.screen, refresh=self.refresh)
+        return mode
+
+
+EXACT = Approximation()
 
 
 class ScoreError(ValueError):
@@ -40,29 +79,69 @@ def best_candidate(scores: Sequence[float]) -> int:
     return best
 
 
+def ranked_candidates(scores: Sequence[float], among: Sequence[int]) -> list[int]:
+    """Indices in `among`, best score first; exact ties in order of index."""
+    return sorted(among, key=lambda k: (-scores[k], k))
+
+
+def screened_subset(
+    remaining: Sequence[int], stale: dict[int, float], deleted_since: Sequence[int], size: int
+) -> list[int]:
+    """Indices into `remaining` to re-score: the `size` best under stale scores, plus deletion neighbours."""
+    by_stale = sorted(range(len(remaining)), key=lambda k: (-stale[remaining[k]], k))
+    chosen = set(by_stale[:size])
+    for position in deleted_since:
+        right = bisect.bisect_left(remaining, position)  # first remaining position after the deleted one
+        chosen.update(k for k in (right - 1, right) if 0 <= k < len(remaining))
+    return sorted(chosen)
+
+
 def greedy_prune(
-    n: int, scorer: Scorer, deletions: int, on_step: Callable[[int], None] | None = None
+    n: int,
+    scorer: Scorer,
+    deletions: int,
+    on_step: Callable[[int], None] | None = None,
+    approximation: Approximation = EXACT,
 ) -> GreedyResult:
-    """Delete `deletions` of the n reasoning tokens one at a time, each time the least harmful one."""
+    """Delete `deletions` of the n reasoning tokens, each time the least harmful one (exact by default)."""
     if not 0 <= deletions <= n:
         raise ValueError(f"cannot make {deletions} deletions from {n} tokens")
+    if approximation.per_step < 1 or (approximation.screen is not None and approximation.screen < 1):
+        raise ValueError("per_step and screen must be at least 1")
     remaining = list(range(n))
     order: list[int] = []
     values: list[float] = []
-    for step in range(deletions):
-        base, scores = scorer.candidates(remaining)
+    stale: dict[int, float] = {}
+    deleted_since: list[int] = []
+    passes = 0
+    while len(order) < deletions:
+        full = approximation.screen is None or passes % max(approximation.refresh, 1) == 0
+        subset = None if full else screened_subset(remaining, stale, deleted_since, approximation.screen)
+        base, scores = scorer.candidates(remaining, subset)
         scores = [float(s) for s in scores]
+        passes += 1
         if len(scores) != len(remaining):
             raise ScoreError(f"scorer returned {len(scores)} candidates for {len(remaining)} tokens")
-        if any(math.isnan(s) for s in scores) or math.isnan(base):
+        scored = range(len(remaining)) if subset is None else subset
+        if math.isnan(base) or any(math.isnan(scores[k]) for k in scored):
             raise ScoreError("the objective is NaN (in float16/bfloat16, try --dtype float32)")
-        if step == 0:
+        if not values:
             values.append(float(base))
-        best = best_candidate(scores)
-        order.append(remaining.pop(best))
-        values.append(scores[best])
-        if on_step is not None:
-            on_step(step + 1)
+        if full:
+            stale = {remaining[k]: scores[k] for k in range(len(remaining))}
+            deleted_since = []
+        take = min(approximation.per_step, deletions - len(order))
+        picked = ranked_candidates(scores, scored)[:take]
+        positions = [remaining[k] for k in picked]
+        for j, position in enumerate(positions):
+            remaining.remove(position)
+            order.append(position)
+            deleted_since.append(position)
+            # A single deletion's score is the exact objective of the new chain; after several deletions
+            # in one pass, the objective of each intermediate chain is computed, not guessed.
+            values.append(scores[picked[0]] if take == 1 else float(scorer.objective(remaining)))
+            if on_step is not None:
+                on_step(len(order))
     if deletions == 0:
         values.append(float(scorer.objective(remaining)))
-    return GreedyResult(deletion_order=order, objective_values=values)
+    return GreedyResult(deletion_order=order, objective_values=values, scoring_passes=passes)

@@ -2,7 +2,8 @@
 
 An engine is a plain function `(model, ids, objective, max_batch_tokens, stats) -> (base, candidates)`:
 `base` is the objective of the chain as it stands, `candidates[i]` the objective after deleting reasoning
-token i. Engines differ only in how much work they do; exact engines agree to rounding.
+token i. Given `positions`, an engine scores only those candidates (the rest are NaN): approximate modes
+use this to re-score a screened few. Engines differ only in how much work they do; all agree to rounding.
 """
 
 from __future__ import annotations
@@ -14,17 +15,24 @@ import torch
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.naive import score_naive
 from chainprune.scoring.objectives import objective_start, reference_objective, sequence_objectives
+from chainprune.scoring.packed import score_packed
 from chainprune.scoring.prefix import score_prefix
 from chainprune.types import ChainIds
 
 
 class Engine(Protocol):
     def __call__(
-        self, model: Any, ids: ChainIds, objective: str, max_batch_tokens: int, stats: ForwardStats
+        self,
+        model: Any,
+        ids: ChainIds,
+        objective: str,
+        max_batch_tokens: int,
+        stats: ForwardStats,
+        positions: list[int] | None = None,
     ) -> tuple[float, torch.Tensor]: ...
 
 
-ENGINES: dict[str, Engine] = {"prefix": score_prefix, "naive": score_naive}
+ENGINES: dict[str, Engine] = {"prefix": score_prefix, "packed": score_packed, "naive": score_naive}
 DEFAULT_MAX_BATCH_TOKENS = 8192
 
 

@@ -38,9 +38,17 @@ def chunk_width(row_length: int, held_tokens: int, remaining: int, max_batch_tok
 
 @torch.no_grad()
 def score_prefix(
-    model: Any, ids: ChainIds, objective: str, max_batch_tokens: int, stats: ForwardStats
+    model: Any,
+    ids: ChainIds,
+    objective: str,
+    max_batch_tokens: int,
+    stats: ForwardStats,
+    positions: list[int] | None = None,
 ) -> tuple[float, torch.Tensor]:
-    """(objective of the current chain, objective after deleting each reasoning token (m,) float64)."""
+    """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
+
+    With `positions`, only those candidates are scored; the others are NaN.
+    """
     n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
     device = next(model.parameters()).device
     seq = torch.tensor(ids.input_ids, device=device)  # (L,)
@@ -58,16 +66,22 @@ def score_prefix(
     start = objective_start(n_prompt, m - 1, objective)  # first counted target index in a candidate sequence
     base_cumsum = torch.cat([base_logp.new_zeros(1), base_logp.cumsum(0)])  # [a] = sum of base_logp[:a]
     layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-    scores = torch.empty(m, dtype=torch.float64, device=device)
+    scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
+    wanted = list(range(m)) if positions is None else sorted(positions)
 
-    a = 0
-    while a < m:
+    k = 0
+    while k < len(wanted):
+        a = wanted[k]
         shared = n_prompt + a  # tokens of the shared prefix
         row_length = length - shared - 2  # candidate length (L - 1) minus shared prefix minus last token
-        width = chunk_width(row_length, length - 1, m - a, max_batch_tokens)
-        # rows[r] = seq[shared:] without its r-th token: (width, row_length + 1), the last column target only
+        span = chunk_width(row_length, length - 1, m - a, max_batch_tokens)
+        chunk = [i for i in wanted[k : k + span] if i < a + span]  # wanted candidates in [a, a + span)
+        k += len(chunk)
+        width = len(chunk)
+        skipped = torch.tensor(chunk, device=device)[:, None] - a  # (width, 1): token each row leaves out
+        # rows[r] = seq[shared:] without token skipped[r]: (width, row_length + 1), the last column target only
         cols = torch.arange(row_length + 1, device=device)[None, :]
-        rows = seq[shared:][cols + (cols >= torch.arange(width, device=device)[:, None]).long()]
+        rows = seq[shared:][cols + (cols >= skipped).long()]
         first_counted = max(0, start - shared)  # column of the first target the objective counts
 
         # Targets before the shared prefix's end: unchanged from the current chain.
@@ -92,6 +106,5 @@ def score_prefix(
             picked = row_hidden[:, t0:].reshape(-1, row_hidden.shape[-1])
             logp = target_logprobs(model, picked, rows[:, t0 + 1 :].reshape(-1))
             total += logp.view(width, -1).sum(dim=1)
-        scores[a : a + width] = total
-        a += width
+        scores[chunk] = total
     return base, scores.cpu()

@@ -1,0 +1,1 @@
+"""Analyses over traces: pure functions of arrays (orders, values), no files and no models."""

@@ -1,0 +1,131 @@
+"""The `packed` engine: every candidate's suffix packed into one sequence, with no padding and no recompute.
+
+After one forward of the current chain (length L, prompt P), its KV cache holds keys/values for every
+position. Deleting reasoning token i leaves positions before P + i untouched, so candidate i needs only
+its suffix seq[P+i+1 : L-1] recomputed (the last token predicts nothing), at positions shifted down by one,
+attending to the cached keys before P + i and to its own earlier suffix tokens. The suffixes of many
+candidates are laid end to end in a single row of packed tokens; a 4D additive mask
+(1, 1, T, L + T) gives each its own view (0 = attend, dtype min = blocked):
+
+    past keys:   candidate i's queries see cached positions [0, P + i)
+    packed keys: and the packed tokens of candidate i up to themselves (causal within the suffix)
+
+Work per step is exactly sum_i (L - P - i - 2) token-forwards: the `prefix` engine's chunk redundancy is gone.
+The price is dense attention over the packed block, so packs are kept to `PACK_TOKENS` (and within
+`max_batch_tokens`). Same numbers as `naive` to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
+from chainprune.scoring.objectives import objective_start
+from chainprune.types import ChainIds
+
+PACK_TOKENS = 1024  # packed tokens per forward: the mask and attention grow as T x (L + T)
+
+
+@torch.no_grad()
+def score_packed(
+    model: Any,
+    ids: ChainIds,
+    objective: str,
+    max_batch_tokens: int,
+    stats: ForwardStats,
+    positions: list[int] | None = None,
+) -> tuple[float, torch.Tensor]:
+    """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
+
+    With `positions`, only those candidates are scored; the others are NaN.
+    """
+    n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
+    device = next(model.parameters()).device
+    seq = torch.tensor(ids.input_ids, device=device)  # (L,)
+    length = seq.shape[0]
+
+    out = decoder(model)(input_ids=seq[None], use_cache=True)
+    stats.add(1, length)
+    hidden = out.last_hidden_state[0]  # (L, d)
+    base_logp = target_logprobs(model, hidden[n_prompt - 1 : length - 1], seq[n_prompt:])
+    base = float(base_logp[objective_start(n_prompt, m, objective) - n_prompt :].sum())
+    scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
+    if m == 0:
+        return base, scores.cpu()
+
+    start = objective_start(n_prompt, m - 1, objective)  # first counted target index in a candidate sequence
+    base_cumsum = torch.cat([base_logp.new_zeros(1), base_logp.cumsum(0)])
+    layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    wanted = list(range(m)) if positions is None else sorted(positions)
+
+    # Candidate i: unchanged counted targets before P + i, then the target at P + i predicted by the base
+    # hidden state at P + i - 1 (now followed by seq[P + i + 1]).
+    cand = torch.tensor(wanted, device=device)
+    first_target = seq[n_prompt + cand + 1]  # (k,)
+    scores[cand] = base_cumsum[cand] - base_cumsum[torch.clamp(cand, max=max(0, start - n_prompt))]
+    counted = n_prompt + cand >= start
+    if counted.any():
+        rows = hidden[n_prompt + cand[counted] - 1]
+        scores[cand[counted]] += target_logprobs(model, rows, first_target[counted])
+
+    pack_limit = max(1, min(PACK_TOKENS, max_batch_tokens))
+    group: list[int] = []
+    group_tokens = 0
+    for i in wanted:
+        suffix = length - n_prompt - i - 2
+        if suffix <= 0:
+            continue
+        if group and group_tokens + suffix > pack_limit:
+            _score_pack(model, seq, n_prompt, start, layers, group, scores, stats)
+            group, group_tokens = [], 0
+        group.append(i)
+        group_tokens += suffix
+    if group:
+        _score_pack(model, seq, n_prompt, start, layers, group, scores, stats)
+    return base, scores.cpu()
+
+
+def _score_pack(
+    model: Any,
+    seq: torch.Tensor,
+    n_prompt: int,
+    start: int,
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    candidates: list[int],
+    scores: torch.Tensor,
+    stats: ForwardStats,
+) -> None:
+    """One forward of the packed suffixes of `candidates`; adds their suffix log-probs to `scores`."""
+    device, length = seq.device, seq.shape[0]
+    owner, offset = [], []  # per packed token: which candidate, and its index within that suffix
+    for i in candidates:
+        n = length - n_prompt - i - 2
+        owner += [i] * n
+        offset += range(n)
+    owner_t = torch.tensor(owner, device=device)  # (T,)
+    offset_t = torch.tensor(offset, device=device)
+    inputs = seq[n_prompt + owner_t + 1 + offset_t]  # suffix token k of candidate i is seq[P + i + 1 + k]
+    targets = seq[n_prompt + owner_t + 2 + offset_t]
+    positions = n_prompt + owner_t + offset_t  # shifted down by one: token P + i was deleted
+    total = owner_t.shape[0]
+
+    sees_past = torch.arange(length, device=device)[None, :] < (n_prompt + owner_t)[:, None]  # (T, L)
+    packed = torch.arange(total, device=device)
+    sees_packed = (owner_t[:, None] == owner_t[None, :]) & (packed[None, :] <= packed[:, None])  # (T, T)
+    allowed = torch.cat([sees_past, sees_packed], dim=1)
+    dtype = layers[0][0].dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+    cache = DynamicCache(ddp_cache_data=layers)
+    hidden = decoder(model)(
+        input_ids=inputs[None], attention_mask=mask[None, None], position_ids=positions[None],
+        past_key_values=cache, use_cache=True,
+    ).last_hidden_state[0]  # (T, d)
+    stats.add(1, total)
+    # packed token k of candidate i predicts seq[P + i + 2 + k], at candidate-sequence index P + i + 1 + k
+    counted = (positions + 1) >= start
+    logp = target_logprobs(model, hidden[counted], targets[counted])
+    scores.index_add_(0, owner_t[counted], logp)
