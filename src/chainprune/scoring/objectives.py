@@ -7,12 +7,13 @@ sequence prompt + reasoning + answer (lengths P, m, A) that is every target posi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
-from chainprune.types import OBJECTIVES
+from chainprune.types import OBJECTIVES, ChainIds
 
 
 def objective_start(n_prompt: int, n_reasoning: int, objective: str) -> int:
@@ -42,3 +43,44 @@ def reference_objective(model: Any, input_ids: list[int], start: int) -> float:
     logits = model(input_ids=ids).logits[0].double()  # (T, vocab)
     logp = torch.log_softmax(logits, dim=-1)[start - 1 : -1]
     return float(logp.gather(1, ids[0, start:, None]).sum())
+
+
+@dataclass
+class CurrentChain:
+    """One forward of the chain as it stands: what the KV-sharing engines build every candidate from."""
+
+    seq: torch.Tensor  # (L,) token ids
+    n_prompt: int
+    hidden: torch.Tensor  # (L, d) last hidden states
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, L, head_dim)
+    base_logp: torch.Tensor  # (L - P,) log p(seq[P + k] | seq[:P + k])
+    base: float  # the objective of the chain as it stands
+    candidate_start: int  # first counted target index in a candidate sequence (one token shorter)
+
+    def unchanged_prefix(self, cut: torch.Tensor | int) -> torch.Tensor:
+        """Counted log-probs of targets before index P + cut: identical in every candidate deleting at or after cut."""
+        cumsum = torch.cat([self.base_logp.new_zeros(1), self.base_logp.cumsum(0)])
+        first = max(0, self.candidate_start - self.n_prompt)
+        cut = torch.as_tensor(cut, device=cumsum.device)
+        return cumsum[cut] - cumsum[torch.clamp(cut, max=first)]
+
+
+@torch.no_grad()
+def forward_current(model: Any, ids: ChainIds, objective: str, stats: ForwardStats) -> CurrentChain:
+    n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
+    seq = torch.tensor(ids.input_ids, device=next(model.parameters()).device)
+    length = seq.shape[0]
+    out = decoder(model)(input_ids=seq[None], use_cache=True)
+    stats.add(1, length)
+    hidden = out.last_hidden_state[0]
+    base_logp = target_logprobs(model, hidden[n_prompt - 1 : length - 1], seq[n_prompt:])
+    base = float(base_logp[objective_start(n_prompt, m, objective) - n_prompt :].sum())
+    return CurrentChain(
+        seq=seq,
+        n_prompt=n_prompt,
+        hidden=hidden,
+        layers=[(layer.keys, layer.values) for layer in out.past_key_values.layers],
+        base_logp=base_logp,
+        base=base,
+        candidate_start=objective_start(n_prompt, max(m - 1, 0), objective),
+    )

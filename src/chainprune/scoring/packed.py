@@ -23,7 +23,7 @@ import torch
 from transformers import DynamicCache
 
 from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
-from chainprune.scoring.objectives import objective_start
+from chainprune.scoring.objectives import forward_current
 from chainprune.types import ChainIds
 
 PACK_TOKENS = 1024  # packed tokens per forward: the mask and attention grow as T x (L + T)
@@ -42,30 +42,21 @@ def score_packed(
 
     With `positions`, only those candidates are scored; the others are NaN.
     """
-    n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
-    device = next(model.parameters()).device
-    seq = torch.tensor(ids.input_ids, device=device)  # (L,)
-    length = seq.shape[0]
-
-    out = decoder(model)(input_ids=seq[None], use_cache=True)
-    stats.add(1, length)
-    hidden = out.last_hidden_state[0]  # (L, d)
-    base_logp = target_logprobs(model, hidden[n_prompt - 1 : length - 1], seq[n_prompt:])
-    base = float(base_logp[objective_start(n_prompt, m, objective) - n_prompt :].sum())
+    m = len(ids.reasoning_ids)
+    current = forward_current(model, ids, objective, stats)
+    seq, n_prompt, hidden, start = current.seq, current.n_prompt, current.hidden, current.candidate_start
+    device, length = seq.device, seq.shape[0]
     scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
     if m == 0:
-        return base, scores.cpu()
-
-    start = objective_start(n_prompt, m - 1, objective)  # first counted target index in a candidate sequence
-    base_cumsum = torch.cat([base_logp.new_zeros(1), base_logp.cumsum(0)])
-    layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return current.base, scores.cpu()
+    layers = current.layers
     wanted = list(range(m)) if positions is None else sorted(positions)
 
     # Candidate i: unchanged counted targets before P + i, then the target at P + i predicted by the base
     # hidden state at P + i - 1 (now followed by seq[P + i + 1]).
     cand = torch.tensor(wanted, device=device)
     first_target = seq[n_prompt + cand + 1]  # (k,)
-    scores[cand] = base_cumsum[cand] - base_cumsum[torch.clamp(cand, max=max(0, start - n_prompt))]
+    scores[cand] = current.unchanged_prefix(cand)
     counted = n_prompt + cand >= start
     if counted.any():
         rows = hidden[n_prompt + cand[counted] - 1]
@@ -85,7 +76,7 @@ def score_packed(
         group_tokens += suffix
     if group:
         _score_pack(model, seq, n_prompt, start, layers, group, scores, stats)
-    return base, scores.cpu()
+    return current.base, scores.cpu()
 
 
 def _score_pack(

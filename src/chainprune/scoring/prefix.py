@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache
 
 from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
-from chainprune.scoring.objectives import objective_start
+from chainprune.scoring.objectives import forward_current
 from chainprune.types import ChainIds
 
 MAX_REDUNDANCY = 0.25  # a chunk's width is at most this fraction of its row length
@@ -49,23 +49,10 @@ def score_prefix(
 
     With `positions`, only those candidates are scored; the others are NaN.
     """
-    n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
-    device = next(model.parameters()).device
-    seq = torch.tensor(ids.input_ids, device=device)  # (L,)
-    length = seq.shape[0]
-
-    out = decoder(model)(input_ids=seq[None], use_cache=True)
-    stats.add(1, length)
-    hidden = out.last_hidden_state[0]  # (L, d)
-    # base_logp[k] = log p(seq[P + k] | seq[:P + k]) for every target after the prompt
-    base_logp = target_logprobs(model, hidden[n_prompt - 1 : length - 1], seq[n_prompt:])
-    base = float(base_logp[objective_start(n_prompt, m, objective) - n_prompt :].sum())
-    if m == 0:
-        return base, torch.empty(0, dtype=torch.float64)
-
-    start = objective_start(n_prompt, m - 1, objective)  # first counted target index in a candidate sequence
-    base_cumsum = torch.cat([base_logp.new_zeros(1), base_logp.cumsum(0)])  # [a] = sum of base_logp[:a]
-    layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    m = len(ids.reasoning_ids)
+    current = forward_current(model, ids, objective, stats)
+    seq, n_prompt, hidden, start = current.seq, current.n_prompt, current.hidden, current.candidate_start
+    device, length = seq.device, seq.shape[0]
     scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
     wanted = list(range(m)) if positions is None else sorted(positions)
 
@@ -84,21 +71,19 @@ def score_prefix(
         rows = seq[shared:][cols + (cols >= skipped).long()]
         first_counted = max(0, start - shared)  # column of the first target the objective counts
 
-        # Targets before the shared prefix's end: unchanged from the current chain.
-        counted_prefix = base_cumsum[a] - base_cumsum[min(a, max(0, start - n_prompt))]
-        total = counted_prefix.expand(width).clone()
+        total = current.unchanged_prefix(a).expand(width).clone()
         if first_counted == 0:  # column 0 is predicted by the last shared position, from the base forward
             total += target_logprobs(model, hidden[shared - 1].expand(width, -1), rows[:, 0])
         if row_length > 0 and first_counted <= row_length:
             cache = DynamicCache(
                 ddp_cache_data=[
-                    (k[:, :, :shared].expand(width, -1, -1, -1), v[:, :, :shared].expand(width, -1, -1, -1))
-                    for k, v in layers
+                    (keys[:, :, :shared].expand(width, -1, -1, -1), values[:, :, :shared].expand(width, -1, -1, -1))
+                    for keys, values in current.layers
                 ]
             )
-            positions = torch.arange(shared, shared + row_length, device=device)[None].expand(width, -1)
+            position_ids = torch.arange(shared, shared + row_length, device=device)[None].expand(width, -1)
             row_hidden = decoder(model)(
-                input_ids=rows[:, :row_length], past_key_values=cache, position_ids=positions, use_cache=True
+                input_ids=rows[:, :row_length], past_key_values=cache, position_ids=position_ids, use_cache=True
             ).last_hidden_state  # (width, row_length, d)
             stats.add(width, row_length)
             # hidden column t predicts rows[:, t + 1]; keep only counted targets
@@ -107,4 +92,4 @@ def score_prefix(
             logp = target_logprobs(model, picked, rows[:, t0 + 1 :].reshape(-1))
             total += logp.view(width, -1).sum(dim=1)
         scores[chunk] = total
-    return base, scores.cpu()
+    return current.base, scores.cpu()
