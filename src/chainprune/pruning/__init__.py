@@ -88,6 +88,8 @@ def prune_chain(
     deletions = deletions_for(n, fractions[-1])
     scorer = ChainScorer(pruner.model, ids, objective, engine, max_batch_tokens)
     step = (lambda done: on_step(done, deletions)) if on_step else None
+    if step is not None:
+        step(0)
     result = greedy_prune(n, scorer, deletions, on_step=step, approximation=approximation)
     trace = build_trace(pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards)
     trace.mode = approximation.describe()
