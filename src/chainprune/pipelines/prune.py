@@ -48,8 +48,7 @@ class PruneConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of joint, answer")
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be at least 1")
-        if self.per_step < 1 or (self.screen is not None and self.screen < 1) or self.refresh < 1:
-            raise ValueError("per_step, screen and refresh must be at least 1")
+        self.approximation  # validates per_step, screen and refresh
 
 
 @dataclass

@@ -48,6 +48,10 @@ class Approximation:
     screen: int | None = None
     refresh: int = 10
 
+    def __post_init__(self) -> None:
+        if self.per_step < 1 or (self.screen is not None and self.screen < 1) or self.refresh < 1:
+            raise ValueError("per_step, screen and refresh must be at least 1")
+
     @property
     def exact(self) -> bool:
         return self.per_step == 1 and self.screen is None
@@ -70,18 +74,14 @@ class ScoreError(ValueError):
     """The scorer returned something greedy cannot rank (NaN objectives)."""
 
 
-def best_candidate(scores: Sequence[float]) -> int:
-    """Index of the highest score; exact ties go to the smallest index."""
-    best = 0
-    for k in range(1, len(scores)):
-        if scores[k] > scores[best]:
-            best = k
-    return best
-
-
 def ranked_candidates(scores: Sequence[float], among: Sequence[int]) -> list[int]:
     """Indices in `among`, best score first; exact ties in order of index."""
     return sorted(among, key=lambda k: (-scores[k], k))
+
+
+def best_candidate(scores: Sequence[float]) -> int:
+    """Index of the highest score; exact ties go to the smallest index."""
+    return ranked_candidates(scores, range(len(scores)))[0]
 
 
 def screened_subset(
@@ -106,8 +106,6 @@ def greedy_prune(
     """Delete `deletions` of the n reasoning tokens, each time the least harmful one (exact by default)."""
     if not 0 <= deletions <= n:
         raise ValueError(f"cannot make {deletions} deletions from {n} tokens")
-    if approximation.per_step < 1 or (approximation.screen is not None and approximation.screen < 1):
-        raise ValueError("per_step and screen must be at least 1")
     remaining = list(range(n))
     order: list[int] = []
     values: list[float] = []
@@ -115,7 +113,7 @@ def greedy_prune(
     deleted_since: list[int] = []
     passes = 0
     while len(order) < deletions:
-        full = approximation.screen is None or passes % max(approximation.refresh, 1) == 0
+        full = approximation.screen is None or passes % approximation.refresh == 0
         subset = None if full else screened_subset(remaining, stale, deleted_since, approximation.screen)
         base, scores = scorer.candidates(remaining, subset)
         scores = [float(s) for s in scores]
@@ -132,8 +130,7 @@ def greedy_prune(
             deleted_since = []
         take = min(approximation.per_step, deletions - len(order))
         picked = ranked_candidates(scores, scored)[:take]
-        positions = [remaining[k] for k in picked]
-        for j, position in enumerate(positions):
+        for position in [remaining[k] for k in picked]:
             remaining.remove(position)
             order.append(position)
             deleted_since.append(position)

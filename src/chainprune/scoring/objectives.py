@@ -54,15 +54,28 @@ class CurrentChain:
     hidden: torch.Tensor  # (L, d) last hidden states
     layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, L, head_dim)
     base_logp: torch.Tensor  # (L - P,) log p(seq[P + k] | seq[:P + k])
+    base_cumsum: torch.Tensor  # (L - P + 1,) [k] = sum of base_logp[:k]
     base: float  # the objective of the chain as it stands
     candidate_start: int  # first counted target index in a candidate sequence (one token shorter)
 
     def unchanged_prefix(self, cut: torch.Tensor | int) -> torch.Tensor:
         """Counted log-probs of targets before index P + cut: identical in every candidate deleting at or after cut."""
-        cumsum = torch.cat([self.base_logp.new_zeros(1), self.base_logp.cumsum(0)])
         first = max(0, self.candidate_start - self.n_prompt)
-        cut = torch.as_tensor(cut, device=cumsum.device)
-        return cumsum[cut] - cumsum[torch.clamp(cut, max=first)]
+        cut = torch.as_tensor(cut, device=self.base_cumsum.device)
+        return self.base_cumsum[cut] - self.base_cumsum[torch.clamp(cut, max=first)]
+
+    def boundary_logp(self, model: Any, cut: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(targets[r] | the current chain's hidden state at P + cut[r] - 1), 0 where not counted.
+
+        A candidate whose recomputed part starts at P + cut has its first target predicted by the last
+        unchanged position, whose hidden state the current chain's forward already holds.
+        """
+        out = torch.zeros(cut.shape[0], dtype=torch.float64, device=self.hidden.device)
+        counted = self.n_prompt + cut >= self.candidate_start
+        if counted.any():
+            rows = self.hidden[self.n_prompt + cut[counted] - 1]
+            out[counted] = target_logprobs(model, rows, targets[counted])
+        return out
 
 
 @torch.no_grad()
@@ -81,6 +94,7 @@ def forward_current(model: Any, ids: ChainIds, objective: str, stats: ForwardSta
         hidden=hidden,
         layers=[(layer.keys, layer.values) for layer in out.past_key_values.layers],
         base_logp=base_logp,
+        base_cumsum=torch.cat([base_logp.new_zeros(1), base_logp.cumsum(0)]),
         base=base,
         candidate_start=objective_start(n_prompt, max(m - 1, 0), objective),
     )

@@ -44,7 +44,7 @@ def score_packed(
     """
     m = len(ids.reasoning_ids)
     current = forward_current(model, ids, objective, stats)
-    seq, n_prompt, hidden, start = current.seq, current.n_prompt, current.hidden, current.candidate_start
+    seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
     device, length = seq.device, seq.shape[0]
     scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
     if m == 0:
@@ -52,15 +52,9 @@ def score_packed(
     layers = current.layers
     wanted = list(range(m)) if positions is None else sorted(positions)
 
-    # Candidate i: unchanged counted targets before P + i, then the target at P + i predicted by the base
-    # hidden state at P + i - 1 (now followed by seq[P + i + 1]).
+    # Candidate i: unchanged counted targets before P + i, then seq[P + i + 1], which now follows P + i - 1.
     cand = torch.tensor(wanted, device=device)
-    first_target = seq[n_prompt + cand + 1]  # (k,)
-    scores[cand] = current.unchanged_prefix(cand)
-    counted = n_prompt + cand >= start
-    if counted.any():
-        rows = hidden[n_prompt + cand[counted] - 1]
-        scores[cand[counted]] += target_logprobs(model, rows, first_target[counted])
+    scores[cand] = current.unchanged_prefix(cand) + current.boundary_logp(model, cand, seq[n_prompt + cand + 1])
 
     pack_limit = max(1, min(PACK_TOKENS, max_batch_tokens))
     group: list[int] = []

@@ -51,7 +51,7 @@ def score_prefix(
     """
     m = len(ids.reasoning_ids)
     current = forward_current(model, ids, objective, stats)
-    seq, n_prompt, hidden, start = current.seq, current.n_prompt, current.hidden, current.candidate_start
+    seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
     device, length = seq.device, seq.shape[0]
     scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
     wanted = list(range(m)) if positions is None else sorted(positions)
@@ -71,9 +71,9 @@ def score_prefix(
         rows = seq[shared:][cols + (cols >= skipped).long()]
         first_counted = max(0, start - shared)  # column of the first target the objective counts
 
-        total = current.unchanged_prefix(a).expand(width).clone()
-        if first_counted == 0:  # column 0 is predicted by the last shared position, from the base forward
-            total += target_logprobs(model, hidden[shared - 1].expand(width, -1), rows[:, 0])
+        # column 0 is predicted by the last shared position, from the current chain's forward
+        cut = torch.full((width,), a, device=device)
+        total = current.unchanged_prefix(a) + current.boundary_logp(model, cut, rows[:, 0])
         if row_length > 0 and first_counted <= row_length:
             cache = DynamicCache(
                 ddp_cache_data=[
