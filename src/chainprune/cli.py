@@ -165,5 +165,15 @@ def compare(
         json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
 
 
+
+# ---- teacher chains, datasets, evaluation (issue 4) ----
+
+
+# ---- baselines at matched lengths (issue 5) ----
+
+
+# ---- viewer (issue 8) ----
+
+
 if __name__ == "__main__":
     app()
