@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install browser demo test test-fast bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,23 @@ install: $(STAMP)
 demo: install
 	$(BIN)/chainprune demo
 
-test: install
+# ---- viewer (issue 8) ----
+# The viewer's browser tests drive Debian's chromium. Best effort: install it when missing and we may (root with
+# apt-get); otherwise say why, and those tests skip with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the viewer's browser tests (apt-get)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	      || echo "could not install chromium: the viewer's browser tests will be skipped"; \
+	  else \
+	    echo "no chromium, and installing it needs root and apt-get: the viewer's browser tests will be skipped"; \
+	  fi; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install

@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import random
+import sys
 import re
 from datetime import date
 from pathlib import Path
@@ -34,6 +35,10 @@ MODES = {
     "per_step=4": dict(per_step=4),
     "screen=8,refresh=10": dict(screen=8, refresh=10),
     "screen=8,refresh=10,per_step=2": dict(screen=8, refresh=10, per_step=2),
+    "screen=4,lookahead=8": dict(screen=4, lookahead=8),
+    "screen=8,lookahead=8": dict(screen=8, lookahead=8),
+    "screen=4,lookahead=16": dict(screen=4, lookahead=16),
+    "screen=2,lookahead=8": dict(screen=2, lookahead=8),
 }
 
 
@@ -62,13 +67,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench-modes"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/modes-cpu.json"))
+    parser.add_argument("--merge", action="store_true",
+                        help="add to the results already in --out (same chains) and reuse the exact prefix traces "
+                             "in --work-dir instead of re-running them")
     args = parser.parse_args()
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     chains = args.work_dir / "chains.jsonl"
     write_chains(chains, args.examples, args.max_reasoning, args.seed)
-    results = {}
-    for name in ["prefix"] + [m for m in args.modes if m != "prefix"]:
+    previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
+    if previous and (previous["examples"], previous["max_reasoning_words"]) != (args.examples, args.max_reasoning):
+        parser.error(f"--merge: {args.out} holds another set of chains")
+    results = dict(previous["modes"]) if previous else {}
+    reuse_exact = args.merge and "prefix" in results and (args.work_dir / "prefix.jsonl").exists()
+    for name in (["prefix"] if not reuse_exact else []) + [m for m in args.modes if m != "prefix"]:
         config = PruneConfig(model="smollm2-135m", keep=[0.9, 0.7, 0.5], dtype="float32", device="cpu", **MODES[name])
         out = args.work_dir / f"{name}.jsonl"
         summary = run_prune(chains, out, config, overwrite=True)
@@ -87,6 +99,7 @@ def main() -> None:
         "benchmark": "modes",
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "command": "benchmarks/bench_modes.py " + " ".join(sys.argv[1:]),
         "torch": torch.__version__,
         "examples": args.examples,
         "max_reasoning_words": args.max_reasoning,

@@ -88,3 +88,12 @@ def bundled_pruner():
     from chainprune.models import load_model
 
     return load_model("smollm2-135m", dtype="float32", device="cpu")
+
+
+# ---- viewer (issue 8) ----
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "browser: drives the HTML viewer in headless Chromium; skipped, with the reason, when none is installed"
+    )

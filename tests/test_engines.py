@@ -102,7 +102,12 @@ def test_orders_agree_on_other_seeded_models(tiny_tokenizer, seed):
     assert all(order == orders[0] for order in orders)
 
 
-APPROXIMATIONS = [Approximation(), Approximation(per_step=3), Approximation(screen=4, refresh=3)]
+APPROXIMATIONS = [
+    Approximation(),
+    Approximation(per_step=3),
+    Approximation(screen=4, refresh=3),
+    Approximation(screen=3, lookahead=4),
+]
 
 
 @pytest.mark.parametrize("approximation", APPROXIMATIONS, ids=lambda a: str(a.describe()))
@@ -151,3 +156,63 @@ def test_bundled_model_prefix_equals_naive(bundled_pruner):
     _, naive = ENGINES["naive"](bundled_pruner.model, ids, "joint", 8192, ForwardStats())
     _, prefix = ENGINES["prefix"](bundled_pruner.model, ids, "joint", 8192, ForwardStats())
     torch.testing.assert_close(prefix, naive, rtol=1e-4, atol=2e-3)  # float32: agreement to rounding
+
+
+@torch.no_grad()
+def token_logprobs(model, tokens):
+    logits = model(input_ids=torch.tensor([tokens])).logits[0].double()
+    return torch.log_softmax(logits, -1)[:-1].gather(1, torch.tensor(tokens[1:])[:, None])[:, 0]
+
+
+def brute_force_lookahead(model, ids, objective, window):
+    """Every candidate's lookahead estimate from full forwards: the candidate's own log-probs for its first
+    `window` targets from the deletion on, the current chain's log-probs for every later target."""
+    p, m = len(ids.prompt_ids), len(ids.reasoning_ids)
+    seq = ids.input_ids
+    lp_cur = token_logprobs(model, seq)
+    start = objective_start(p, m - 1, objective)
+    estimates = []
+    for i in range(m):
+        cand = seq[: p + i] + seq[p + i + 1 :]
+        lp_cand = token_logprobs(model, cand)
+        total = 0.0
+        for k in range(start, len(cand)):  # candidate target index k is original index k + 1 from p + i on
+            total += float(lp_cand[k - 1]) if k < p + i + window else float(lp_cur[k])
+        estimates.append(total)
+    return estimates
+
+
+@pytest.mark.parametrize("objective", ["joint", "answer"])
+def test_lookahead_estimate_equals_brute_force(tiny_pruner, objective):
+    from chainprune.scoring.packed import score_lookahead
+
+    ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[1])
+    for window in (1, 3, 8):
+        _, est = score_lookahead(tiny_pruner.model, ids, objective, 64, ForwardStats(), window=window)
+        expected = brute_force_lookahead(tiny_pruner.model, ids, objective, window)
+        assert est.tolist() == pytest.approx(expected, rel=1e-10, abs=1e-10)
+
+
+def test_lookahead_with_a_full_window_is_exact(tiny_pruner):
+    from chainprune.scoring.packed import score_lookahead
+
+    ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
+    _, exact = ENGINES["naive"](tiny_pruner.model, ids, "joint", 10**6, ForwardStats())
+    stats = ForwardStats()
+    _, est = score_lookahead(tiny_pruner.model, ids, "joint", 256, stats, window=len(ids.input_ids))
+    torch.testing.assert_close(est, exact, rtol=1e-10, atol=1e-10)
+    small = ForwardStats()
+    score_lookahead(tiny_pruner.model, ids, "joint", 256, small, window=4)
+    assert small.token_forwards <= len(ids.input_ids) + 3 * len(ids.reasoning_ids) < stats.token_forwards
+
+
+@pytest.mark.parametrize("engine", ["prefix", "packed"])
+def test_lookahead_screening_everything_is_exact_greedy(tiny_pruner, engine):
+    chain = CHAINS[1]
+    exact = prune_chain(tiny_pruner, chain, keep=[0.8], engine=engine)
+    n = len(exact.reasoning_ids)
+    approx = prune_chain(tiny_pruner, chain, keep=[0.8], engine=engine,
+                         approximation=Approximation(screen=n, lookahead=2))
+    assert approx.mode == {"screen": n, "lookahead": 2}
+    assert approx.deletion_order == exact.deletion_order
+    assert approx.objective_values == pytest.approx(exact.objective_values, rel=1e-10)

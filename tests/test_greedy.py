@@ -147,3 +147,43 @@ def test_approximation_is_described_exact_is_not():
     assert Approximation().describe() is None
     assert Approximation(per_step=4).describe() == {"per_step": 4}
     assert Approximation(screen=8, refresh=5).describe() == {"screen": 8, "refresh": 5}
+
+
+class EstimatingScorer(CountingScorer):
+    """Exact scores from context-free costs; estimates from another cost list (a deliberately poor signal)."""
+
+    def __init__(self, cost, estimate_cost):
+        super().__init__(cost)
+        self.estimate_cost = estimate_cost
+        self.lookaheads = []
+
+    def estimates(self, remaining, lookahead):
+        self.lookaheads.append(lookahead)
+        return [-self.estimate_cost[p] for p in remaining]
+
+
+def test_lookahead_rescores_exactly_the_best_estimates():
+    from chainprune.pruning.greedy import Approximation
+
+    cost = [5.0, 1.0, 3.0, 0.5, 4.0, 2.0, 6.0, 0.7]
+    # estimates rank 6 and 0 (the worst in truth) best; screening 2 must then delete among them
+    poor = [0.1, 9.0, 9.0, 9.0, 9.0, 9.0, 0.2, 9.0]
+    scorer = EstimatingScorer(cost, poor)
+    result = greedy_prune(8, scorer, 2, approximation=Approximation(screen=2, lookahead=3))
+    # pass 1 screens positions 0 and 6 and deletes the better, 0; pass 2 screens 6 and (a tie at 9.0 going
+    # to the smallest) 1, i.e. indices 5 and 0 of the remaining, and deletes 1
+    assert result.deletion_order == [0, 1]
+    assert scorer.lookaheads == [3, 3] and scorer.subsets == [[0, 6], [0, 5]]
+    # a signal that agrees with the truth gives exact greedy with every pass screened
+    scorer = EstimatingScorer(cost, cost)
+    result = greedy_prune(8, scorer, 6, approximation=Approximation(screen=1, lookahead=3))
+    assert result.deletion_order == greedy_prune(8, ValueScorer(cost), 6).deletion_order
+    assert all(s is not None and len(s) == 1 for s in scorer.subsets)
+
+
+def test_lookahead_needs_screen_and_is_described():
+    from chainprune.pruning.greedy import Approximation
+
+    with pytest.raises(ValueError, match="needs screen"):
+        Approximation(lookahead=4)
+    assert Approximation(screen=8, lookahead=4).describe() == {"screen": 8, "lookahead": 4}

@@ -45,6 +45,7 @@ class TraceToken:
     position: int
     text: str
     deleted_step: int | None  # 1-based step at which the token was deleted; None if still kept at the end
+    category: str | None = None  # functional category, set by `chainprune annotate` (absent otherwise)
 
 
 @dataclass
@@ -76,6 +77,9 @@ class Trace:
         record = asdict(self)
         if record["mode"] is None:
             del record["mode"]
+        for token in record["tokens"]:
+            if token["category"] is None:
+                del token["category"]
         return record
 
     @classmethod

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, repair_and_read_ids
+from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
 from chainprune.pruning import Approximation, prune_chain
@@ -33,13 +34,19 @@ class PruneConfig:
     per_step: int = 1
     screen: int | None = None
     refresh: int = 10
+    lookahead: int | None = None
+    save_scores: bool = False  # also write every scoring pass's candidate scores to <out>.scores.jsonl
+    surrogate: str | None = None  # with screen: an attention surrogate (analyze surrogate) picks the candidates
 
     # Settings that change the traces: a resumed run must agree on these.
-    RESULT_FIELDS = ("model", "objective", "keep", "engine", "dtype", "per_step", "screen", "refresh")
+    RESULT_FIELDS = ("model", "objective", "keep", "engine", "dtype", "per_step", "screen", "refresh", "lookahead",
+                     "surrogate")
 
     @property
     def approximation(self) -> Approximation:
-        return Approximation(per_step=self.per_step, screen=self.screen, refresh=self.refresh)
+        return Approximation(
+            per_step=self.per_step, screen=self.screen, refresh=self.refresh, lookahead=self.lookahead
+        )
 
     def validate(self) -> None:
         self.keep = normalize_keep_fractions(self.keep)
@@ -49,6 +56,13 @@ class PruneConfig:
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be at least 1")
         self.approximation  # validates per_step, screen and refresh
+        if self.surrogate is not None:
+            if self.screen is None:
+                raise ValueError("a surrogate guides screening: pass --screen M with --surrogate")
+            if self.lookahead is not None:
+                raise ValueError("--surrogate and --lookahead are two ways to pick the screened candidates: use one")
+            if not Path(self.surrogate).exists():
+                raise ValueError(f"surrogate file {self.surrogate} does not exist")
 
 
 @dataclass
@@ -110,11 +124,14 @@ def run_prune(
         raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
     if overwrite and not resume:
         out.unlink(missing_ok=True)
+        scores_path(out).unlink(missing_ok=True)
     summary = PruneSummary()
     done_ids: set[str] = set()
     if resume:
         check_resume_config(out, config)
         done_ids, summary.warnings = repair_and_read_ids(out)
+        if config.save_scores:
+            summary.warnings += repair_and_read_ids(scores_path(out))[1]
 
     chains, summary.failures = read_chains(input_path)
     todo = [(line, chain) for line, chain in chains if chain.id not in done_ids]
@@ -124,11 +141,12 @@ def run_prune(
 
     started = time.perf_counter()
     pruner = (loader or default_loader)(config) if todo else None
+    screener = surrogate_screener(config.surrogate, pruner) if todo and config.surrogate else None
     reporter.start(len(todo))
     if todo:
-        with JsonlAppender(out) as writer:
+        with JsonlAppender(out) as writer, ScoresWriter(out if config.save_scores else None) as score_writer:
             for line, chain in todo:
-                trace, error = prune_one(pruner, chain, line, config, reporter)
+                trace, error = prune_one(pruner, chain, line, config, reporter, score_writer, screener)
                 if trace is not None:
                     writer.write(trace.to_json())
                     summary.done += 1
@@ -142,10 +160,38 @@ def run_prune(
     return summary
 
 
+class ScoresWriter:
+    """Appends a prune's score record to the sidecar before its trace is written (no-op without a path)."""
+
+    def __init__(self, out: Path | None):
+        self.appender = JsonlAppender(scores_path(out)) if out is not None else None
+
+    def recorder(self) -> ScoreRecorder | None:
+        return ScoreRecorder() if self.appender is not None else None
+
+    def write(self, trace: Trace, recorder: ScoreRecorder | None) -> None:
+        if self.appender is not None and recorder is not None:
+            self.appender.write(recorder.to_json(trace.id, len(trace.reasoning_ids)))
+
+    def __enter__(self) -> ScoresWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.appender is not None:
+            self.appender.close()
+
+
 def prune_one(
-    pruner: LoadedModel, chain: Chain, line: int, config: PruneConfig, reporter: Reporter
+    pruner: LoadedModel,
+    chain: Chain,
+    line: int,
+    config: PruneConfig,
+    reporter: Reporter,
+    score_writer: ScoresWriter | None = None,
+    screener: Callable | None = None,
 ) -> tuple[Trace | None, RecordError | None]:
     reporter.example(chain, 0)
+    recorder = score_writer.recorder() if score_writer is not None else None
     try:
         trace = prune_chain(
             pruner,
@@ -156,10 +202,35 @@ def prune_one(
             max_batch_tokens=config.max_batch_tokens,
             on_step=reporter.step,
             approximation=config.approximation,
+            on_scores=recorder.observe if recorder is not None else None,
+            screener=screener,
         )
+        if config.surrogate is not None:
+            trace.mode = dict(trace.mode or {}, surrogate=Path(config.surrogate).name)
     except (ValueError, RuntimeError, NotImplementedError) as e:  # one bad example must not end the run
         return None, RecordError(line, chain.id, f"{type(e).__name__}: {e}")
+    if score_writer is not None:
+        score_writer.write(trace, recorder)
     return trace, None
+
+
+def surrogate_screener(path: str, pruner: LoadedModel) -> Callable:
+    """Predicted scores of a chain's reasoning tokens from a saved attention surrogate, with the pruner's own
+    attention as features (the surrogate must have been trained on this model's attention)."""
+    from chainprune.analysis.surrogate import Surrogate, attention_features
+
+    surrogate = Surrogate.load(Path(path))
+    config = pruner.model.config
+    width = config.num_hidden_layers * config.num_attention_heads
+    if surrogate.info.get("features") != width:
+        raise ValueError(f"surrogate {path} expects {surrogate.info.get('features')} attention features; "
+                         f"{pruner.name} has {width} (layers x heads): train it on this model")
+
+    def screener(ids) -> list[float]:
+        features = attention_features(pruner.model, ids.input_ids, len(ids.prompt_ids), len(ids.reasoning_ids))
+        return surrogate.predict(features).tolist()
+
+    return screener
 
 
 def default_loader(config: PruneConfig) -> LoadedModel:

@@ -13,6 +13,7 @@ from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start
 from chainprune.scoring.objectives import sequence_objectives
+from chainprune.scoring.packed import score_lookahead
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
 
 
@@ -35,6 +36,11 @@ class ChainScorer:
         positions = None if subset is None else list(subset)
         base, scores = self.engine(self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions)
         return base, tie_repeated_tokens(ids.reasoning_ids, scores)
+
+    def estimates(self, remaining: Sequence[int], lookahead: int) -> torch.Tensor:
+        ids = self._at(remaining)
+        _, scores = score_lookahead(self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, lookahead)
+        return tie_repeated_tokens(ids.reasoning_ids, scores)
 
     def objective(self, remaining: Sequence[int]) -> float:
         ids = self._at(remaining)
@@ -71,12 +77,16 @@ def prune_chain(
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     on_step: Callable[[int, int], None] | None = None,
     approximation: Approximation = EXACT,
+    on_scores: Callable[[Sequence[int], Sequence[float]], None] | None = None,
+    screener: Callable[[ChainIds], Sequence[float]] | None = None,
 ) -> Trace:
     """Greedily prune `chain`'s reasoning down to the smallest keep fraction in `keep`.
 
     Returns the full trace: deletion order, objective after every deletion, and the pruned text at each
     requested keep fraction. `on_step(done, total)` is called after every deletion (for progress bars).
-    `approximation` trades exactness for speed; the trace's `mode` then records it.
+    `approximation` trades exactness for speed; the trace's `mode` then records it. `on_scores(remaining,
+    scores)` observes every scoring pass (see `greedy_prune`). `screener(ids)`, predicted scores of the
+    current chain's reasoning tokens, guides `approximation.screen` instead of stale scores.
     Raises `ChainError` for a chain that cannot be scored (too long for the model, empty prompt/answer).
     """
     fractions = normalize_keep_fractions(keep)
@@ -90,7 +100,10 @@ def prune_chain(
     step = (lambda done: on_step(done, deletions)) if on_step else None
     if step is not None:
         step(0)
-    result = greedy_prune(n, scorer, deletions, on_step=step, approximation=approximation)
+    guide = (lambda remaining: screener(scorer._at(remaining))) if screener is not None else None
+    result = greedy_prune(
+        n, scorer, deletions, on_step=step, approximation=approximation, on_scores=on_scores, screener=guide
+    )
     trace = build_trace(pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards)
     trace.mode = approximation.describe()
     return trace

@@ -27,6 +27,10 @@ class Scorer(Protocol):
         With `subset` (indices into `remaining`), only those candidates need scores; the others may be NaN.
         """
 
+    def estimates(self, remaining: Sequence[int], lookahead: int) -> Sequence[float]:
+        """Cheap estimates of every candidate's objective: exact for the `lookahead` targets after the
+        deletion, the current chain's log-probs after them (used only by the lookahead approximation)."""
+
 
 @dataclass
 class GreedyResult:
@@ -42,15 +46,20 @@ class Approximation:
     per_step: delete the `per_step` best candidates of each scoring pass (the paper's suggestion).
     screen/refresh: between full scorings (every `refresh` passes), re-score exactly only the `screen`
     candidates best under the last full scoring, plus the neighbours of tokens deleted since then.
+    screen/lookahead: every pass, estimate every candidate from the `lookahead` tokens after its deletion
+    (the rest of the chain's log-probs taken as they are) and re-score exactly the `screen` best estimates.
     """
 
     per_step: int = 1
     screen: int | None = None
     refresh: int = 10
+    lookahead: int | None = None
 
     def __post_init__(self) -> None:
         if self.per_step < 1 or (self.screen is not None and self.screen < 1) or self.refresh < 1:
             raise ValueError("per_step, screen and refresh must be at least 1")
+        if self.lookahead is not None and (self.lookahead < 1 or self.screen is None):
+            raise ValueError("lookahead must be at least 1 and needs screen (how many estimates to re-score)")
 
     @property
     def exact(self) -> bool:
@@ -62,7 +71,9 @@ class Approximation:
         mode: dict = {}
         if self.per_step != 1:
             mode["per_step"] = self.per_step
-        if self.screen is not None:
+        if self.lookahead is not None:
+            mode.update(screen=self.screen, lookahead=self.lookahead)
+        elif self.screen is not None:
             mode.update(screen=self.screen, refresh=self.refresh)
         return mode
 
@@ -102,8 +113,16 @@ def greedy_prune(
     deletions: int,
     on_step: Callable[[int], None] | None = None,
     approximation: Approximation = EXACT,
+    on_scores: Callable[[Sequence[int], Sequence[float]], None] | None = None,
+    screener: Callable[[Sequence[int]], Sequence[float]] | None = None,
 ) -> GreedyResult:
-    """Delete `deletions` of the n reasoning tokens, each time the least harmful one (exact by default)."""
+    """Delete `deletions` of the n reasoning tokens, each time the least harmful one (exact by default).
+
+    `on_scores(remaining, scores)` observes every scoring pass before its deletions: the remaining original
+    positions and each one's post-deletion objective (NaN where a screened pass did not score it).
+    With `approximation.screen`, `screener(remaining)` (predicted scores of the remaining tokens, e.g. an
+    attention surrogate's) replaces the stale scores that pick the candidates re-scored between full passes.
+    """
     if not 0 <= deletions <= n:
         raise ValueError(f"cannot make {deletions} deletions from {n} tokens")
     remaining = list(range(n))
@@ -113,8 +132,16 @@ def greedy_prune(
     deleted_since: list[int] = []
     passes = 0
     while len(order) < deletions:
-        full = approximation.screen is None or passes % approximation.refresh == 0
-        subset = None if full else screened_subset(remaining, stale, deleted_since, approximation.screen)
+        lookahead, size = approximation.lookahead, approximation.screen
+        full = size is None or (lookahead is None and passes % approximation.refresh == 0)
+        if full:
+            subset = None
+        elif lookahead is not None:
+            estimates = [float(e) for e in scorer.estimates(remaining, lookahead)]
+            subset = sorted(ranked_candidates(estimates, range(len(remaining)))[:size])
+        else:
+            guide = stale if screener is None else dict(zip(remaining, (float(s) for s in screener(remaining))))
+            subset = screened_subset(remaining, guide, deleted_since, size)
         base, scores = scorer.candidates(remaining, subset)
         scores = [float(s) for s in scores]
         passes += 1
@@ -125,6 +152,8 @@ def greedy_prune(
             raise ScoreError("the objective is NaN (in float16/bfloat16, try --dtype float32)")
         if not values:
             values.append(float(base))
+        if on_scores is not None:
+            on_scores(list(remaining), scores)
         if full:
             stale = {remaining[k]: scores[k] for k in range(len(remaining))}
             deleted_since = []

@@ -56,21 +56,73 @@ def score_packed(
     cand = torch.tensor(wanted, device=device)
     scores[cand] = current.unchanged_prefix(cand) + current.boundary_logp(model, cand, seq[n_prompt + cand + 1])
 
+    suffixes = {i: length - n_prompt - i - 2 for i in wanted}
+    _score_packs(model, seq, n_prompt, start, layers, suffixes, max_batch_tokens, scores, stats)
+    return current.base, scores.cpu()
+
+
+@torch.no_grad()
+def score_lookahead(
+    model: Any,
+    ids: ChainIds,
+    objective: str,
+    max_batch_tokens: int,
+    stats: ForwardStats,
+    window: int,
+) -> tuple[float, torch.Tensor]:
+    """APPROXIMATE: (objective of the current chain, estimated objective after deleting each reasoning token).
+
+    A deletion's damage shows mostly in the tokens right after it. Candidate i's estimate recomputes exactly
+    the first `window` targets after the deletion (as `packed` does, suffixes cut to window - 1 packed tokens)
+    and takes the later targets' log-probs unchanged from the current chain. With `window` at least the
+    suffix length the estimate is the exact objective. Work: about m x window token-forwards per pass.
+    """
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    m = len(ids.reasoning_ids)
+    current = forward_current(model, ids, objective, stats)
+    seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
+    device, length = seq.device, seq.shape[0]
+    scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
+    if m == 0:
+        return current.base, scores.cpu()
+    cand = torch.arange(m, device=device)
+    scores[:] = current.unchanged_prefix(cand) + current.boundary_logp(model, cand, seq[n_prompt + cand + 1])
+    # Targets after the window: original index j >= P + i + 1 + window keeps its current log-prob; it is
+    # counted when its candidate index j - 1 is at or after the objective's start.
+    first_tail = torch.clamp(cand + 1 + window, min=start + 1 - n_prompt)
+    last = length - n_prompt
+    scores += current.base_cumsum[last] - current.base_cumsum[torch.clamp(first_tail, max=last)]
+    suffixes = {i: min(length - n_prompt - i - 2, window - 1) for i in range(m)}
+    _score_packs(model, seq, n_prompt, start, current.layers, suffixes, max_batch_tokens, scores, stats)
+    return current.base, scores.cpu()
+
+
+def _score_packs(
+    model: Any,
+    seq: torch.Tensor,
+    n_prompt: int,
+    start: int,
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    suffixes: dict[int, int],
+    max_batch_tokens: int,
+    scores: torch.Tensor,
+    stats: ForwardStats,
+) -> None:
+    """Recompute `suffixes[i]` packed tokens after each candidate i's deletion, in packs of bounded size."""
     pack_limit = max(1, min(PACK_TOKENS, max_batch_tokens))
-    group: list[int] = []
+    group: dict[int, int] = {}
     group_tokens = 0
-    for i in wanted:
-        suffix = length - n_prompt - i - 2
+    for i, suffix in suffixes.items():
         if suffix <= 0:
             continue
         if group and group_tokens + suffix > pack_limit:
             _score_pack(model, seq, n_prompt, start, layers, group, scores, stats)
-            group, group_tokens = [], 0
-        group.append(i)
+            group, group_tokens = {}, 0
+        group[i] = suffix
         group_tokens += suffix
     if group:
         _score_pack(model, seq, n_prompt, start, layers, group, scores, stats)
-    return current.base, scores.cpu()
 
 
 def _score_pack(
@@ -79,15 +131,14 @@ def _score_pack(
     n_prompt: int,
     start: int,
     layers: list[tuple[torch.Tensor, torch.Tensor]],
-    candidates: list[int],
+    suffixes: dict[int, int],
     scores: torch.Tensor,
     stats: ForwardStats,
 ) -> None:
-    """One forward of the packed suffixes of `candidates`; adds their suffix log-probs to `scores`."""
+    """One forward of the packed suffixes (candidate -> token count); adds their log-probs to `scores`."""
     device, length = seq.device, seq.shape[0]
     owner, offset = [], []  # per packed token: which candidate, and its index within that suffix
-    for i in candidates:
-        n = length - n_prompt - i - 2
+    for i, n in suffixes.items():
         owner += [i] * n
         offset += range(n)
     owner_t = torch.tensor(owner, device=device)  # (T,)

@@ -1,0 +1,216 @@
+"""Matched lengths on real GSM8K chains: all five methods cut to the same number of *student* tokens.
+
+Steps (all through the `chainprune` command line, outputs under --work-dir, resumable):
+1. write N GSM8K train chains (calculator annotations `<<...>>` stripped; reasoning = the solution before
+   `####`, answer = "The answer is N.");
+2. a student tokenizer different from the pruner's: no other tokenizer ships offline here, so a BPE
+   tokenizer (Metaspace pre-tokenizer, sentencepiece style, 8000 tokens) is trained on GSM8K train text;
+3. greedy traces with the bundled pruner, APPROXIMATE (`--per-step 8 --screen 8`) because exact greedy takes
+   minutes per chain on this CPU; length matching concerns the cutting rule, not the ranking's exactness;
+4. `chainprune match` (greedy) and `chainprune baseline` for uniform, surprisal, h2o (bundled pruner) and
+   tokenskip with a STAND-IN classifier: a tiny random XLM-R token classifier with its own tokenizer, since
+   the real LLMLingua-2 model cannot be downloaded here (the check is about lengths, not about its ranking);
+5. `chainprune lengths`, plus agreement: per keep fraction, the spread of the methods' mean achieved
+   student-token fractions and the largest per-chain spread. Prints the table and writes JSON.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_matched_lengths.py --examples 50 \
+        --out benchmarks/results/matched-lengths-cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import re
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+CALCULATOR = re.compile(r"<<[^>]*>>")
+CLI = [sys.executable, "-m", "chainprune.cli"]
+KEEPS = (0.9, 0.7, 0.5)
+BASELINES = ("uniform", "surprisal", "h2o", "tokenskip")
+
+
+def write_chains(path: Path, n: int, seed: int, max_words: int) -> None:
+    """The first n chains of a seeded shuffle of GSM8K train whose reasoning has at most `max_words` words."""
+    records = [json.loads(line) for line in GSM8K.open()]
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    lines = []
+    for i in order:
+        reasoning, answer = records[i]["answer"].split("####")
+        reasoning = CALCULATOR.sub("", reasoning).strip()
+        if len(reasoning.split()) > max_words:
+            continue
+        chain = {"id": f"gsm8k-train-{i}", "question": records[i]["question"],
+                 "reasoning": reasoning, "answer": f"The answer is {answer.strip()}."}
+        lines.append(json.dumps(chain))
+        if len(lines) == n:
+            break
+    path.write_text("\n".join(lines) + "\n")
+
+
+def gsm8k_text():
+    for line in GSM8K.open():
+        record = json.loads(line)
+        yield record["question"]
+        yield CALCULATOR.sub("", record["answer"])
+
+
+def train_student_tokenizer(folder: Path) -> None:
+    """A sentencepiece-style BPE (Metaspace, byte fallback off) unlike SmolLM2's byte-level BPE."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if (folder / "tokenizer.json").exists():
+        return
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(gsm8k_text(), trainers.BpeTrainer(vocab_size=8000, special_tokens=["<unk>", "<s>", "</s>"]))
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>").save_pretrained(folder)
+
+
+def build_standin_classifier(folder: Path, seed: int = 0) -> None:
+    """A tiny random XLM-R token classifier (2 labels) with a Unigram tokenizer trained on GSM8K: NOT LLMLingua-2."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForTokenClassification
+
+    if (folder / "config.json").exists():
+        return
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    special = ["<s>", "<pad>", "</s>", "<unk>"]
+    tok.train_from_iterator(gsm8k_text(), trainers.UnigramTrainer(vocab_size=2000, special_tokens=special, unk_token="<unk>"))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>",
+                                   sep_token="</s>", pad_token="<pad>", unk_token="<unk>", model_max_length=512)
+    torch.manual_seed(seed)
+    config = XLMRobertaConfig(vocab_size=len(fast), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=128, max_position_embeddings=514, num_labels=2,
+                              pad_token_id=fast.pad_token_id)
+    XLMRobertaForTokenClassification(config).eval().save_pretrained(folder)
+    fast.save_pretrained(folder)
+
+
+def agree(rows, records, methods, ids) -> list[dict]:
+    """Per keep: the spread of the methods' mean achieved fractions, and the largest per-chain spread."""
+    out = []
+    for r in KEEPS:
+        key = repr(r)
+        means = {row.method: row.student_fraction_mean for row in rows if row.keep == r and row.method in methods}
+        fractions = [[records[m][i]["pruned"][key]["student_fraction"] for m in methods] for i in ids]
+        tokens = [[records[m][i]["pruned"][key]["student_tokens"] for m in methods] for i in ids]
+        spreads = [max(f) - min(f) for f in fractions]
+        out.append({"keep": r, "mean_fraction_by_method": means,
+                    "spread_of_means": max(means.values()) - min(means.values()),
+                    "per_chain_spread_max": max(spreads), "per_chain_spread_mean": sum(spreads) / len(spreads),
+                    "per_chain_token_spread_max": max(max(t) - min(t) for t in tokens)})
+    return out
+
+
+def run(args: list[str]) -> float:
+    started = time.perf_counter()
+    print("$ chainprune " + " ".join(args), flush=True)
+    subprocess.run(CLI + args, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/chainprune-bench-matched"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/matched-lengths-cpu.json"))
+    parser.add_argument("--max-words", type=int, default=35, help="longest reasoning used, in words (CPU time)")
+    parser.add_argument("--per-step", type=int, default=16)
+    parser.add_argument("--screen", type=int, default=8)
+    parser.add_argument("--stage", choices=["all", "greedy", "rest"], default="all",
+                        help="greedy: only prune (resumable); rest: everything else, on the traces written so far")
+    args = parser.parse_args()
+
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    chains, student, classifier = work / "chains.jsonl", work / "student-tokenizer", work / "standin-classifier"
+    if not chains.exists():
+        write_chains(chains, args.examples, args.seed, args.max_words)
+    train_student_tokenizer(student)
+    build_standin_classifier(classifier)
+
+    keep_args = [x for r in KEEPS for x in ("--keep", str(r))]
+    seconds = {}
+    traces = work / "greedy-traces.jsonl"
+    greedy_args = ["--per-step", str(args.per_step), "--screen", str(args.screen)]
+    if args.stage != "rest":
+        seconds["greedy prune (approximate)"] = run(
+            ["prune", str(chains), "--out", str(traces), "--keep", "0.4", "--engine", "packed", "--dtype", "float32",
+             *greedy_args, "--resume"])
+    if args.stage == "greedy":
+        return
+    outputs = {"greedy": work / "greedy.jsonl"}
+    seconds["greedy match"] = run(["match", str(traces), "--student-tokenizer", str(student), *keep_args,
+                                   "--out", str(outputs["greedy"]), "--overwrite"])
+    for method in BASELINES:
+        outputs[method] = work / f"{method}.jsonl"
+        extra = ["--classifier", str(classifier)] if method == "tokenskip" else []
+        seconds[method] = run(["baseline", method, str(chains), "--student-tokenizer", str(student), *keep_args,
+                               "--dtype", "float32", *extra, "--out", str(outputs[method]), "--resume"])
+    run(["lengths", *map(str, outputs.values())])
+    if args.stage == "rest" and "greedy prune (approximate)" not in seconds:
+        seconds["greedy prune (approximate), run separately"] = None
+
+    from dataclasses import asdict
+
+    from chainprune.data.jsonl import read_traces
+    from chainprune.pipelines.baselines import length_table
+
+    records = {m: {r["id"]: r for r in read_traces(p)} for m, p in outputs.items()}
+    common = sorted(set.intersection(*(set(v) for v in records.values())))
+    baseline_common = sorted(set.intersection(*(set(records[m]) for m in BASELINES)))
+    rows = length_table(list(outputs.values()), ids=set(common))
+    baseline_rows = length_table([outputs[m] for m in BASELINES], ids=set(baseline_common))
+    agreement = {"five methods": agree(rows, records, list(records), common),
+                 "four baselines": agree(baseline_rows, records, list(BASELINES), baseline_common)}
+    for label, chains_used in (("five methods", common), ("four baselines", baseline_common)):
+        print(f"\nagreement, {label}, {len(chains_used)} chains (fractions of each chain's student length):")
+        for a in agreement[label]:
+            print(f"  keep {a['keep']}: spread of means {a['spread_of_means']:.4f}, per-chain spread "
+                  f"mean {a['per_chain_spread_mean']:.4f} max {a['per_chain_spread_max']:.4f} "
+                  f"(max {a['per_chain_token_spread_max']} student tokens)")
+    student_lengths = [records["uniform"][i]["student_tokens"] for i in baseline_common]
+    pruner_lengths = [len(records["uniform"][i]["reasoning_ids"]) for i in baseline_common]
+    result = {
+        "what": "achieved student-token keep fractions at matched lengths, 5 methods, real GSM8K train chains",
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()} CPU, {platform.system()}",
+        "command": "nice -n 10 .venv/bin/python " + " ".join(sys.argv),
+        "pruner": "smollm2-135m (bundled SmolLM2-135M-Instruct, float32, CPU)",
+        "student_tokenizer": "BPE, Metaspace pre-tokenizer, 8000 tokens, trained on GSM8K train text by this script",
+        "greedy": f"APPROXIMATE: --per-step {args.per_step} --screen {args.screen} --refresh 10, packed engine, pruned to keep 0.4",
+        "chain_selection": f"first {args.examples} of a seed-{args.seed} shuffle of GSM8K train with reasoning <= {args.max_words} words",
+        "tokenskip": "STAND-IN: tiny random XLM-R token classifier (seed 0), not the LLMLingua-2 model",
+        "reasoning_tokens_pruner": {"mean": sum(pruner_lengths) / len(pruner_lengths), "min": min(pruner_lengths), "max": max(pruner_lengths)},
+        "reasoning_tokens_student": {"mean": sum(student_lengths) / len(student_lengths), "min": min(student_lengths), "max": max(student_lengths)},
+        "seconds": seconds,
+        "chains_with_all_five": len(common),
+        "chains_with_all_four_baselines": len(baseline_common),
+        "rows_five_methods": [asdict(row) for row in rows],
+        "rows_four_baselines": [asdict(row) for row in baseline_rows],
+        "agreement": agreement,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Loading what the baselines need besides the pruner: a tokenizer alone (the student's, or the pruner's for
+`match`) and LLMLingua-2's token classifier for TokenSkip. Like `models/__init__`, the only from_pretrained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chainprune.models import BUNDLED, bundled_model_dir, resolve_device, resolve_dtype
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    """A fast tokenizer from a bundled model name (`smollm2-135m`), a local folder, a `tokenizer.json` file,
+    or a hub id."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(name_or_path)
+    if path.is_file() and path.suffix == ".json":
+        return PreTrainedTokenizerFast(tokenizer_file=str(path))
+    source: str | Path = bundled_model_dir(name_or_path) if name_or_path in BUNDLED else name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot load a tokenizer from {name_or_path!r}: {e}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{name_or_path}: chainprune needs a fast tokenizer")
+    return tokenizer
+
+
+def load_token_classifier(name_or_path: str, dtype: str = "auto", device: str = "auto") -> tuple[Any, Any]:
+    """LLMLingua-2's classifier (or any token classifier) and its fast tokenizer: (model, tokenizer)."""
+    from transformers import AutoModelForTokenClassification
+
+    torch_device = resolve_device(device)
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, torch_device))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot load the token classifier {name_or_path!r}: {e}") from None
+    return model.to(torch_device).eval(), load_tokenizer(name_or_path)

@@ -1,0 +1,443 @@
+"""The analyses of what greedy pruning keeps (the paper's §5, App. D-E): read traces, call the pure analysis
+code, write JSONL / CSV / figures.
+
+- `run_annotate`: a functional category on every trace token (appended per record, resumable);
+- `run_retention`: category retention curves for annotated trace files and for baseline rankers;
+- `run_dynamics`: Hit@|S| of dynamic vs frozen vs random rankings, from a `--save-scores` sidecar;
+- `run_surrogate`: attention features -> MLP predicting the post-deletion objective;
+- `run_judge`: the readability rubric per keep fraction through an OpenAI-compatible endpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chainprune.analysis.categories import CATEGORIES, Annotator, check_categories, rule_annotator
+from chainprune.analysis.retention import overall_kept_fraction, retention_curve
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, repair_and_read_ids
+
+Track = Callable[[Iterable, int, str], Iterable]  # (items, total, description) -> items, e.g. a progress bar
+
+
+def no_track(items: Iterable, total: int, description: str) -> Iterable:
+    return items
+
+
+def read_records(path: Path, required: Sequence[str] = ("id", "tokens")) -> tuple[list[tuple[int, dict]], list[RecordError]]:
+    """Every JSON object of a JSONL file having `required` fields, with its line; errors for the others."""
+    records, errors = [], []
+    for number, line in read_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(RecordError(number, None, f"not valid JSON ({e.msg} at column {e.colno})"))
+            continue
+        if not isinstance(record, dict):
+            errors.append(RecordError(number, None, "expected a JSON object"))
+            continue
+        missing = [k for k in required if k not in record]
+        if missing:
+            errors.append(RecordError(number, str(record.get("id")) if "id" in record else None,
+                                      f"missing field(s) {', '.join(map(repr, missing))}"))
+            continue
+        records.append((number, record))
+    return records, errors
+
+
+# ---- annotate ----
+
+@dataclass
+class AnnotateSummary:
+    done: int = 0
+    skipped: int = 0
+    failures: list[RecordError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def make_annotator(name: str, **llm_options: Any) -> Annotator:
+    """`rules` (offline) or `llm` (an OpenAI-compatible endpoint; options go to `LLMAnnotator`)."""
+    if name == "rules":
+        return rule_annotator
+    if name == "llm":
+        from chainprune.analysis.llm import LLMAnnotator
+
+        return LLMAnnotator(**llm_options)
+    raise ValueError(f"unknown annotator {name!r}; choose one of rules, llm")
+
+
+def run_annotate(
+    traces: Path, out: Path, annotator: Annotator, resume: bool = False, overwrite: bool = False,
+    track: Track = no_track,
+) -> AnnotateSummary:
+    """Copy every trace of `traces` to `out` with a `category` on each token."""
+    traces, out = Path(traces), Path(out)
+    if not traces.exists():
+        raise ValueError(f"input file {traces} does not exist")
+    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    if overwrite and not resume:
+        out.unlink(missing_ok=True)
+    summary = AnnotateSummary()
+    done_ids: set[str] = set()
+    if resume:
+        done_ids, summary.warnings = repair_and_read_ids(out)
+    records, summary.failures = read_records(traces)
+    todo = [(line, r) for line, r in records if str(r["id"]) not in done_ids]
+    summary.skipped = len(records) - len(todo)
+    with JsonlAppender(out) as writer:
+        for line, record in track(todo, len(todo), "annotating"):
+            try:
+                texts = [t["text"] for t in record["tokens"]]
+                categories = check_categories(annotator(texts), len(texts))
+            except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                summary.failures.append(RecordError(line, str(record["id"]), f"{type(e).__name__}: {e}"))
+                continue
+            record = dict(record, tokens=[dict(t, category=c) for t, c in zip(record["tokens"], categories)])
+            writer.write(record)
+            summary.done += 1
+    return summary
+
+
+# ---- retention ----
+
+DEFAULT_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+@dataclass
+class RetentionResult:
+    rows: list[dict[str, Any]]  # one per (label, keep, category), as in the CSV
+    files: list[Path]
+    failures: list[RecordError] = field(default_factory=list)
+
+
+def smallest_keep(record: dict) -> float:
+    return min((float(k) for k in record.get("pruned", {})), default=1.0)
+
+
+def annotated_chains(path: Path) -> tuple[list[tuple[int, dict]], list[RecordError]]:
+    records, errors = read_records(path, ("id", "tokens", "deletion_order"))
+    good = []
+    for line, record in records:
+        categories = [t.get("category") for t in record["tokens"]]
+        try:
+            check_categories(categories, len(record["tokens"]))
+        except ValueError as e:
+            errors.append(RecordError(line, str(record["id"]), f"not annotated ({e}); run `chainprune annotate` first"))
+            continue
+        good.append((line, record))
+    return good, errors
+
+
+def ranker_orders(records: Sequence[dict], ranker: str, model: Any, seed: int) -> list[list[int]]:
+    """Full deletion orders from a baseline ranker (issue 5's `chainprune.ranking`) for the traces' chains."""
+    from chainprune.ranking import RANKER_NEEDS, get_ranker
+    from chainprune.types import ChainIds
+
+    rank = get_ranker(ranker)
+    if RANKER_NEEDS[ranker] not in (None, "causal_lm"):
+        raise ValueError(f"ranker {ranker!r} needs a {RANKER_NEEDS[ranker]}; here only rankers that need nothing "
+                         "or the causal LM (--model) can run")
+    orders = []
+    for record in records:
+        ids = ChainIds(record["prompt_ids"], record["reasoning_ids"], record["answer_ids"],
+                       [t["text"] for t in record["tokens"]])
+        orders.append(list(rank(ids, model, seed=seed).deletion_order))
+    return orders
+
+
+def run_retention(
+    inputs: Sequence[tuple[str, Path]],
+    out: Path,
+    fractions: Sequence[float] | None = None,
+    rankers: Sequence[str] = (),
+    model: Any = None,
+    seed: int = 0,
+) -> RetentionResult:
+    """Retention curves of every (label, annotated traces file), plus every baseline ranker applied to the
+    chains of the first file. Writes `out`.csv, `out`.png and `out`.svg."""
+    panels: list[tuple[str, list[tuple[Sequence[str], Sequence[int]]], float]] = []
+    failures: list[RecordError] = []
+    first: list[dict] = []
+    for label, path in inputs:
+        records, errors = annotated_chains(Path(path))
+        failures += errors
+        if not records:
+            raise ValueError(f"{path} has no annotated traces")
+        chains = [([t["category"] for t in r["tokens"]], r["deletion_order"]) for _, r in records]
+        panels.append((label, chains, max(smallest_keep(r) for _, r in records)))
+        first = first or [r for _, r in records]
+    for ranker in rankers:
+        orders = ranker_orders(first, ranker, model, seed)
+        chains = [([t["category"] for t in r["tokens"]], order) for r, order in zip(first, orders)]
+        panels.append((ranker, chains, 0.0))
+
+    rows: list[dict[str, Any]] = []
+    figure_panels = []
+    for label, chains, floor in panels:
+        grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= floor - 1e-12]
+        lengths = [len(c) for c, _ in chains]
+        curves: dict[str, list[tuple[float, float]]] = {c: [] for c in CATEGORIES}
+        for point in retention_curve(chains, grid):
+            rows.append({"label": label, "keep": point.keep, "overall_kept": round(overall_kept_fraction(lengths, point.keep), 6),
+                         "category": point.category, "tokens": point.tokens, "kept": point.kept,
+                         "retention": round(point.retention, 6) if point.tokens else ""})
+            if point.tokens:
+                curves[point.category].append((point.keep, point.retention))
+        figure_panels.append((f"{label} ({len(chains)} chains, {sum(lengths)} tokens)", {c: p for c, p in curves.items() if p}))
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csv_path = out.with_suffix(".csv")
+    write_csv(csv_path, rows)
+    from chainprune.report.plots import retention_figure
+
+    files = [csv_path, *retention_figure(figure_panels, out)]
+    return RetentionResult(rows, files, failures)
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with Path(path).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ---- dynamics ----
+
+@dataclass
+class DynamicsResult:
+    rows: list[dict[str, Any]]  # per transition: mean Hit@|S| over chains
+    files: list[Path]
+    chains: int
+    failures: list[RecordError] = field(default_factory=list)
+
+
+def run_dynamics(
+    traces: Path, out: Path, scores: Path | None = None, fractions: Sequence[float] | None = None
+) -> DynamicsResult:
+    """Hit@|S| of dynamic vs frozen@1.0 vs random rankings, averaged over the chains of `traces` that have
+    saved scores (`chainprune prune --save-scores`). Writes `out`.csv, `out`.png and `out`.svg."""
+    from chainprune.analysis.dynamics import chain_dynamics
+    from chainprune.data.scores import load_scores, scores_path
+
+    traces = Path(traces)
+    scores = Path(scores) if scores else scores_path(traces)
+    if not scores.exists():
+        raise ValueError(f"no scores file {scores}: prune with --save-scores (or pass --scores)")
+    records, failures = read_records(traces, ("id", "reasoning_ids", "deletion_order"))
+    saved, score_errors = load_scores(scores)
+    failures += score_errors
+    per_keep: dict[tuple[float, float], list] = {}
+    chains = 0
+    for line, record in records:
+        trace_id, n = str(record["id"]), len(record["reasoning_ids"])
+        if trace_id not in saved:
+            failures.append(RecordError(line, trace_id, f"no saved scores in {scores}"))
+            continue
+        saved_n, passes = saved[trace_id]
+        grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= smallest_keep(record) - 1e-12]
+        try:
+            if saved_n != n:
+                raise ValueError(f"saved scores are for {saved_n} tokens, the trace has {n}")
+            transitions = chain_dynamics(n, record["deletion_order"], [(p.deleted, p.scores) for p in passes], grid)
+        except ValueError as e:
+            failures.append(RecordError(line, trace_id, str(e)))
+            continue
+        chains += 1
+        for t in transitions:
+            per_keep.setdefault((t.keep, t.next_keep), []).append(t)
+    rows = []
+    for (r, r_next), ts in sorted(per_keep.items(), reverse=True):
+        mean = lambda xs: round(sum(xs) / len(xs), 6)  # noqa: E731
+        rows.append({"keep": r, "next_keep": r_next, "chains": len(ts), "mean_pruned": mean([t.pruned for t in ts]),
+                     "dynamic": mean([t.dynamic for t in ts]), "frozen@1.0": mean([t.frozen for t in ts]),
+                     "random": mean([t.random for t in ts])})
+    if not rows:
+        raise ValueError(f"no chain of {traces} could be analysed")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(out.with_suffix(".csv"), rows)
+    from chainprune.report.plots import dynamics_figure
+
+    series = {name: [row[name] for row in rows] for name in ("dynamic", "frozen@1.0", "random")}
+    figure = dynamics_figure([row["keep"] for row in rows], series, out, f"rank dynamics ({chains} chains)")
+    return DynamicsResult(rows, [out.with_suffix(".csv"), *figure], chains, failures)
+
+
+# ---- judge ----
+
+@dataclass
+class JudgeResult:
+    rows: list[dict[str, Any]]  # Table 3: per (dimension, level) the share at each keep fraction
+    files: list[Path]
+    judged: int  # traces judged in this run (cached ones included)
+    skipped: int  # already in the output
+    failures: list[RecordError] = field(default_factory=list)
+
+
+def kept_text(record: dict, keep: float) -> str:
+    """The reasoning kept at `keep`, from the trace's token texts (so any keep the trace reaches works)."""
+    from chainprune.keep import deletions_for
+
+    tokens = record["tokens"]
+    gone = set(record["deletion_order"][: deletions_for(len(tokens), keep)])
+    return "".join(t["text"] for t in tokens if t["position"] not in gone)
+
+
+def run_judge(
+    traces: Path, out: Path, keeps: Sequence[float], llm: Any, chains: Path | None = None,
+    limit: int | None = None, resume: bool = False, overwrite: bool = False, track: Track = no_track,
+) -> JudgeResult:
+    """Judge every trace (the first `limit`) at every keep fraction with the App. E rubric. Appends
+    `{"id", "judgments": {"<keep>": {dimension: level}}}` per trace to `out` and writes the summary table to
+    `out` with suffix .summary.csv. `chains` (the prune input) supplies questions when given."""
+    from chainprune.analysis.judge import judge_messages, judge_schema, parse_judgment, summarize
+    from chainprune.data.jsonl import read_chains
+    from chainprune.keep import normalize_keep_fractions
+
+    keeps = normalize_keep_fractions(keeps)
+    traces, out = Path(traces), Path(out)
+    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    if overwrite and not resume:
+        out.unlink(missing_ok=True)
+    questions = {c.id: c.question for _, c in read_chains(chains)[0]} if chains else {}
+    records, failures = read_records(traces, ("id", "tokens", "deletion_order"))
+    records = records[:limit] if limit is not None else records
+    done_ids = repair_and_read_ids(out)[0] if resume else set()
+    todo = [(line, r) for line, r in records if str(r["id"]) not in done_ids]
+    judged = 0
+    with JsonlAppender(out) as writer:
+        for line, record in track(todo, len(todo), "judging"):
+            too_far = [r for r in keeps if r < smallest_keep(record) - 1e-12]
+            if too_far:
+                failures.append(RecordError(line, str(record["id"]), f"pruned only down to keep {smallest_keep(record)}"))
+                continue
+            try:
+                judgments = {}
+                for r in keeps:
+                    messages = judge_messages(kept_text(record, r), questions.get(str(record["id"])))
+                    judgments[f"{r:g}"] = llm.ask(messages, judge_schema(), parse_judgment, "judgment")
+            except RuntimeError as e:
+                failures.append(RecordError(line, str(record["id"]), str(e)))
+                continue
+            writer.write({"id": str(record["id"]), "judgments": judgments})
+            judged += 1
+    every = [(float(k), labels) for row in read_records(out, ("id", "judgments"))[0] for k, labels in row[1]["judgments"].items()]
+    rows = summarize(every)
+    summary_path = out.with_name(out.name + ".summary.csv")
+    write_csv(summary_path, rows)
+    return JudgeResult(rows, [out, summary_path], judged, len(records) - len(todo), failures)
+
+
+# ---- surrogate ----
+
+@dataclass
+class SurrogateData:
+    ids: list[str]
+    features: list[Any]  # per chain (m, layers * heads)
+    targets: list[Any]  # per chain (m,): objective after deleting each reasoning token of the full chain
+
+
+@dataclass
+class SurrogateResult:
+    train_chains: int
+    test_chains: int
+    test_pearson_mean: float
+    test_pearson_median: float
+    train_pearson_mean: float
+    per_chain: list[dict[str, Any]]
+    files: list[Path]
+    failures: list[RecordError] = field(default_factory=list)
+
+
+def surrogate_data(path: Path, attention_model: Any, pruner: Any, objective: str, engine: str = "prefix",
+                   track: Track = no_track) -> tuple[SurrogateData, list[RecordError]]:
+    """Features and targets for every chain of `path`: traces (targets from a `--save-scores` sidecar when
+    there is one, else scored here) or plain chains (tokenized and scored with `pruner`)."""
+    import torch
+
+    from chainprune.analysis.surrogate import attention_features
+    from chainprune.chains import ChainError, tokenize_chain
+    from chainprune.data.jsonl import parse_chain
+    from chainprune.data.scores import load_scores, scores_path
+    from chainprune.pruning import ChainScorer
+    from chainprune.types import ChainIds
+
+    path = Path(path)
+    records, failures = read_records(path, ("id",))
+    saved = load_scores(scores_path(path))[0] if scores_path(path).exists() else {}
+    data = SurrogateData([], [], [])
+    for line, record in track(records, len(records), f"features {path.name}"):
+        trace_id = str(record["id"])
+        try:
+            if "reasoning_ids" in record:
+                ids = ChainIds(record["prompt_ids"], record["reasoning_ids"], record["answer_ids"])
+                if record.get("objective", objective) != objective:
+                    raise ValueError(f"trace has objective {record['objective']!r}, not {objective!r}")
+            else:
+                ids = tokenize_chain(pruner.tokenizer, parse_chain(record))
+            n = len(ids.reasoning_ids)
+            if n < 2:
+                raise ValueError("fewer than 2 reasoning tokens")
+            if trace_id in saved and saved[trace_id][0] == n and saved[trace_id][1][:1] and saved[trace_id][1][0].deleted == 0:
+                target = torch.tensor(saved[trace_id][1][0].scores, dtype=torch.float32)
+            else:
+                scorer = ChainScorer(pruner.model, ids, objective, engine, 8192)
+                target = scorer.candidates(list(range(n)))[1].float().cpu()
+            features = attention_features(attention_model, ids.input_ids, len(ids.prompt_ids), n)
+        except (ValueError, KeyError, TypeError, RuntimeError, ChainError) as e:
+            failures.append(RecordError(line, trace_id, f"{type(e).__name__}: {e}"))
+            continue
+        data.ids.append(trace_id)
+        data.features.append(features)
+        data.targets.append(target)
+    return data, failures
+
+
+def run_surrogate(
+    train: Path, test: Path, out: Path, attention_model: Any, pruner: Any, objective: str = "joint",
+    hidden: int = 64, epochs: int = 300, seed: int = 0, info: dict[str, Any] | None = None, track: Track = no_track,
+) -> SurrogateResult:
+    """Train the attention surrogate on `train`, report held-out Pearson on `test`. Writes the surrogate to
+    `out` (torch file), per-chain Pearson to `out`.csv and a scatter plot to `out`.png/.svg."""
+    import statistics
+
+    import torch
+
+    from chainprune.analysis.surrogate import evaluate, train_surrogate
+
+    train_data, failures = surrogate_data(train, attention_model, pruner, objective, track=track)
+    test_data, test_failures = surrogate_data(test, attention_model, pruner, objective, track=track)
+    failures += test_failures
+    overlap = set(train_data.ids) & set(test_data.ids)
+    if overlap:
+        raise ValueError(f"{len(overlap)} id(s) are in both the train and the test file, e.g. {sorted(overlap)[0]!r}")
+    if not train_data.ids or not test_data.ids:
+        raise ValueError("need at least one usable chain in both --train and --test")
+    surrogate = train_surrogate(train_data.features, train_data.targets, hidden=hidden, epochs=epochs, seed=seed,
+                                info=dict(info or {}, objective=objective, train_chains=len(train_data.ids)))
+    test_r = evaluate(surrogate, test_data.features, test_data.targets)
+    train_r = evaluate(surrogate, train_data.features, train_data.targets)
+    surrogate.info["test_pearson_mean"] = statistics.fmean(test_r)
+    out = Path(out)
+    surrogate.save(out)
+    rows = [{"split": split, "id": i, "tokens": len(t), "pearson": round(r, 6)}
+            for split, data, rs in (("train", train_data, train_r), ("test", test_data, test_r))
+            for i, t, r in zip(data.ids, data.targets, rs)]
+    csv_path = out.with_suffix(".csv")
+    write_csv(csv_path, rows)
+    from chainprune.report.plots import scatter_figure
+
+    z = lambda v: (v - v.mean()) / v.std().clamp(min=1e-9)  # noqa: E731
+    predicted = torch.cat([z(surrogate.predict(f)) for f in test_data.features]).tolist()
+    target = torch.cat([z(t.float()) for t in test_data.targets]).tolist()
+    title = f"surrogate: held-out mean Pearson {statistics.fmean(test_r):.3f} ({len(test_r)} chains)"
+    figure = scatter_figure(predicted, target, out.with_suffix(""), title)
+    return SurrogateResult(len(train_data.ids), len(test_data.ids), statistics.fmean(test_r), statistics.median(test_r),
+                           statistics.fmean(train_r), rows, [out, csv_path, *figure], failures)

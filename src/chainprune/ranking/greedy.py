@@ -1,0 +1,26 @@
+"""Greedy pruning as a ranker: the deletion order of a greedy run (from a trace, or computed here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chainprune.pruning import ChainScorer, greedy_prune
+from chainprune.ranking.base import Ranking
+from chainprune.types import ChainIds
+
+
+def greedy_from_trace(record: dict[str, Any]) -> Ranking:
+    """The deletion order recorded in a trace (it stops at the trace's smallest keep fraction)."""
+    return Ranking(deletion_order=list(record["deletion_order"]))
+
+
+def greedy(ids: ChainIds, model: Any, seed: int = 0, objective: str = "joint", engine: str = "prefix") -> Ranking:
+    """Exact greedy pruning (joint objective) run down to a single token: a full deletion order.
+    Expensive (every step scores every remaining token); `chainprune prune` + `match` is the usual route."""
+    n = len(ids.reasoning_ids)
+    if n == 0:
+        return Ranking(deletion_order=[])
+    scorer = ChainScorer(model, ids, objective, engine, max_batch_tokens=8192)
+    order = greedy_prune(n, scorer, n - 1).deletion_order
+    order.append(next(i for i in range(n) if i not in set(order)))
+    return Ranking(deletion_order=order)
