@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,3 +139,24 @@ class JsonlAppender:
 def read_traces(path: Path) -> Iterator[dict[str, Any]]:
     for _, line in read_lines(path):
         yield json.loads(line)
+
+
+def config_path(out: Path) -> Path:
+    """Where a run writing `out` keeps its settings."""
+    return out.with_name(out.name + ".config.json")
+
+
+def check_resume_settings(out: Path, settings: dict[str, Any], result_fields: Sequence[str]) -> None:
+    """Refuse to resume `out` with settings that would change its records (those saved beside it differ)."""
+    path = config_path(out)
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    differ = [k for k in result_fields if k in saved and saved[k] != settings[k]]
+    if differ:
+        detail = ", ".join(f"{k}: {saved[k]!r} -> {settings[k]!r}" for k in differ)
+        raise ValueError(f"{out} was written with other settings ({detail}); use another --out or the same settings")
+
+
+def save_settings(out: Path, settings: dict[str, Any]) -> None:
+    config_path(out).write_text(json.dumps(settings, indent=2) + "\n")

@@ -19,10 +19,10 @@ from statistics import mean
 from typing import Any
 
 from chainprune.chains import ChainError, tokenize_chain
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, repair_and_read_ids
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.keep import keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
-from chainprune.pipelines.prune import Reporter, config_path, errors_path, write_errors
+from chainprune.pipelines.prune import Reporter, write_errors
 from chainprune.ranking import DEFAULT_CLASSIFIER, RANKER_NEEDS, Ranking, TokenClassifier, get_ranker, greedy_from_trace
 from chainprune.ranking.matching import match_lengths
 from chainprune.types import Chain, ChainIds
@@ -148,16 +148,10 @@ def _prepare_output(out: Path, config: Any, resume: bool, overwrite: bool, summa
         out.unlink(missing_ok=True)
     done: set[str] = set()
     if resume:
-        path = config_path(out)
-        if path.exists():
-            saved, current = json.loads(path.read_text()), asdict(config)
-            differ = [k for k in type(config).RESULT_FIELDS if k in saved and saved[k] != current[k]]
-            if differ:
-                detail = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in differ)
-                raise ValueError(f"{out} was written with other settings ({detail}); use another --out or the same settings")
+        check_resume_settings(out, asdict(config), type(config).RESULT_FIELDS)
         done, summary.warnings = repair_and_read_ids(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    config_path(out).write_text(json.dumps(asdict(config), indent=2) + "\n")
+    save_settings(out, asdict(config))
     return done
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, repair_and_read_ids
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.generation import Generator, Sampling, derive_seed, make_generator
 from chainprune.tasks import Example, Task, get_task, load_examples
 
@@ -126,10 +126,6 @@ def output_path(out_dir: Path, model: str, dataset: str, split: str) -> Path:
     return Path(out_dir) / folder / f"{dataset}-{split}.jsonl"
 
 
-def config_path(out: Path) -> Path:
-    return out.with_name(out.name + ".config.json")
-
-
 def run_evaluate(
     out: Path,
     config: EvalConfig,
@@ -154,13 +150,7 @@ def run_evaluate(
     done: set[str] = set()
     warnings: list[str] = []
     if resume:
-        path = config_path(out)
-        if path.exists():
-            saved, current = json.loads(path.read_text()), asdict(config)
-            differ = [k for k in EvalConfig.RESULT_FIELDS if k in saved and saved[k] != current[k]]
-            if differ:
-                raise ValueError(f"{out} was written with other settings ({', '.join(differ)} differ); "
-                                 "use another --out or the same settings")
+        check_resume_settings(out, asdict(config), EvalConfig.RESULT_FIELDS)
         done, warnings = repair_and_read_ids(out)
     examples, failures = load_examples(
         task, config.split, Path(config.data_file) if config.data_file else None, config.hub_dataset,
@@ -168,7 +158,7 @@ def run_evaluate(
     )
     todo = [e for e in examples if e.id not in done]
     out.parent.mkdir(parents=True, exist_ok=True)
-    config_path(out).write_text(json.dumps(asdict(config), indent=2) + "\n")
+    save_settings(out, asdict(config))
     started = time.perf_counter()
     if todo:
         generator = generator or make_generator(config.model, config.backend, config.dtype, config.device, config.batch_size)

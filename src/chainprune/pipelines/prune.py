@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, repair_and_read_ids
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
@@ -85,24 +85,8 @@ class Reporter:
     def finished(self, chain: Chain, trace: Trace | None, error: RecordError | None) -> None: ...
 
 
-def config_path(out: Path) -> Path:
-    return out.with_name(out.name + ".config.json")
-
-
 def errors_path(out: Path) -> Path:
     return out.with_name(out.name + ".errors.jsonl")
-
-
-def check_resume_config(out: Path, config: PruneConfig) -> None:
-    path = config_path(out)
-    if not path.exists():
-        return
-    saved = json.loads(path.read_text())
-    current = asdict(config)
-    differ = [k for k in PruneConfig.RESULT_FIELDS if k in saved and saved[k] != current[k]]
-    if differ:
-        detail = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in differ)
-        raise ValueError(f"{out} was written with other settings ({detail}); use another --out or the same settings")
 
 
 def run_prune(
@@ -128,7 +112,7 @@ def run_prune(
     summary = PruneSummary()
     done_ids: set[str] = set()
     if resume:
-        check_resume_config(out, config)
+        check_resume_settings(out, asdict(config), PruneConfig.RESULT_FIELDS)
         done_ids, summary.warnings = repair_and_read_ids(out)
         if config.save_scores:
             summary.warnings += repair_and_read_ids(scores_path(out))[1]
@@ -137,7 +121,7 @@ def run_prune(
     todo = [(line, chain) for line, chain in chains if chain.id not in done_ids]
     summary.skipped = len(chains) - len(todo)
     out.parent.mkdir(parents=True, exist_ok=True)
-    config_path(out).write_text(json.dumps(asdict(config), indent=2) + "\n")
+    save_settings(out, asdict(config))
 
     started = time.perf_counter()
     pruner = (loader or default_loader)(config) if todo else None

@@ -9,14 +9,13 @@ samples and their grades (unparsable ones say why), so a resumed run neither rep
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, repair_and_read_ids
+from chainprune.data.jsonl import JsonlAppender, RecordError, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.generation import Generator, Sample, Sampling, derive_seed, make_generator
 from chainprune.tasks import Example, Task, get_task, load_examples
 
@@ -75,21 +74,6 @@ class TeacherSummary:
 
 def samples_path(out: Path) -> Path:
     return out.with_name(out.name + ".samples.jsonl")
-
-
-def config_path(out: Path) -> Path:
-    return out.with_name(out.name + ".config.json")
-
-
-def check_resume_config(out: Path, config: TeacherConfig) -> None:
-    path = config_path(out)
-    if not path.exists():
-        return
-    saved, current = json.loads(path.read_text()), asdict(config)
-    differ = [k for k in TeacherConfig.RESULT_FIELDS if k in saved and saved[k] != current[k]]
-    if differ:
-        detail = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in differ)
-        raise ValueError(f"{out} was written with other settings ({detail}); use another --out or the same settings")
 
 
 def select_chain(task: Task, example: Example, samples: list[Sample], seed: int) -> tuple[dict | None, dict]:
@@ -153,7 +137,7 @@ def run_teacher(
     summary = TeacherSummary()
     done: set[str] = set()
     if resume:
-        check_resume_config(out, config)
+        check_resume_settings(out, asdict(config), TeacherConfig.RESULT_FIELDS)
         # A chain is written before its samples record: an id in either file was finished.
         for path in (out, samples_path(out)):
             ids, warnings = repair_and_read_ids(path)
@@ -166,7 +150,7 @@ def run_teacher(
     todo = [e for e in examples if e.id not in done]
     summary.skipped = len(examples) - len(todo)
     out.parent.mkdir(parents=True, exist_ok=True)
-    config_path(out).write_text(json.dumps(asdict(config), indent=2) + "\n")
+    save_settings(out, asdict(config))
     started = time.perf_counter()
     if todo:
         generator = generator or make_generator(config.model, config.backend, config.dtype, config.device, config.batch_size)
