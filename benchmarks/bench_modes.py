@@ -38,7 +38,7 @@ MODES = {
     "screen=4,lookahead=8": dict(screen=4, lookahead=8),
     "screen=8,lookahead=8": dict(screen=8, lookahead=8),
     "screen=4,lookahead=16": dict(screen=4, lookahead=16),
-    "screen=2,lookahead=8": dict(screen=2, lookahead=8),
+    "screen=8,lookahead=16": dict(screen=8, lookahead=16),
 }
 
 
