@@ -42,23 +42,7 @@ def score_packed(
 
     With `positions`, only those candidates are scored; the others are NaN.
     """
-    m = len(ids.reasoning_ids)
-    current = forward_current(model, ids, objective, stats)
-    seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
-    device, length = seq.device, seq.shape[0]
-    scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
-    if m == 0:
-        return current.base, scores.cpu()
-    layers = current.layers
-    wanted = list(range(m)) if positions is None else sorted(positions)
-
-    # Candidate i: unchanged counted targets before P + i, then seq[P + i + 1], which now follows P + i - 1.
-    cand = torch.tensor(wanted, device=device)
-    scores[cand] = current.unchanged_prefix(cand) + current.boundary_logp(model, cand, seq[n_prompt + cand + 1])
-
-    suffixes = {i: length - n_prompt - i - 2 for i in wanted}
-    _score_packs(model, seq, n_prompt, start, layers, suffixes, max_batch_tokens, scores, stats)
-    return current.base, scores.cpu()
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, window=None)
 
 
 @torch.no_grad()
@@ -79,6 +63,19 @@ def score_lookahead(
     """
     if window < 1:
         raise ValueError("window must be at least 1")
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, None, window)
+
+
+def _packed_scores(
+    model: Any,
+    ids: ChainIds,
+    objective: str,
+    max_batch_tokens: int,
+    stats: ForwardStats,
+    positions: list[int] | None,
+    window: int | None,
+) -> tuple[float, torch.Tensor]:
+    """Exact candidate scores (window None), or lookahead estimates recomputing `window` targets each."""
     m = len(ids.reasoning_ids)
     current = forward_current(model, ids, objective, stats)
     seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
@@ -86,14 +83,19 @@ def score_lookahead(
     scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
     if m == 0:
         return current.base, scores.cpu()
-    cand = torch.arange(m, device=device)
-    scores[:] = current.unchanged_prefix(cand) + current.boundary_logp(model, cand, seq[n_prompt + cand + 1])
-    # Targets after the window: original index j >= P + i + 1 + window keeps its current log-prob; it is
-    # counted when its candidate index j - 1 is at or after the objective's start.
-    first_tail = torch.clamp(cand + 1 + window, min=start + 1 - n_prompt)
-    last = length - n_prompt
-    scores += current.base_cumsum[last] - current.base_cumsum[torch.clamp(first_tail, max=last)]
-    suffixes = {i: min(length - n_prompt - i - 2, window - 1) for i in range(m)}
+    wanted = list(range(m)) if positions is None else sorted(positions)
+
+    # Candidate i: unchanged counted targets before P + i, then seq[P + i + 1], which now follows P + i - 1.
+    cand = torch.tensor(wanted, device=device)
+    scores[cand] = current.unchanged_prefix(cand) + current.boundary_logp(model, cand, seq[n_prompt + cand + 1])
+    suffixes = {i: length - n_prompt - i - 2 for i in wanted}
+    if window is not None:
+        # Targets after the window: original index j >= P + i + 1 + window keeps its current log-prob; it is
+        # counted when its candidate index j - 1 is at or after the objective's start.
+        first_tail = torch.clamp(cand + 1 + window, min=start + 1 - n_prompt)
+        last = length - n_prompt
+        scores[cand] += current.base_cumsum[last] - current.base_cumsum[torch.clamp(first_tail, max=last)]
+        suffixes = {i: min(n, window - 1) for i, n in suffixes.items()}
     _score_packs(model, seq, n_prompt, start, current.layers, suffixes, max_batch_tokens, scores, stats)
     return current.base, scores.cpu()
 
