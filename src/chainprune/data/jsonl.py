@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chainprune.types import Chain
+
+T = TypeVar("T")
 
 CHAIN_FIELDS = ("id", "question", "reasoning", "answer")
 
@@ -62,9 +64,10 @@ def parse_chain(record: Any) -> Chain:
     return Chain(str(record["id"]), record["question"], record["reasoning"], record["answer"], system or None)
 
 
-def read_chains(path: Path) -> tuple[list[tuple[int, Chain]], list[RecordError]]:
-    """Every valid chain with its line number, and an error for every bad line (duplicates included)."""
-    chains: list[tuple[int, Chain]] = []
+def read_valid(path: Path, parse: Callable[[Any], T]) -> tuple[list[tuple[int, str, T]], list[RecordError]]:
+    """(line number, id, parse(record)) for every valid line, and an error for every bad one (duplicate ids
+    included). `parse` raises ValueError for an invalid record, and checks its `id` (kept as a string)."""
+    valid: list[tuple[int, str, T]] = []
     errors: list[RecordError] = []
     first_seen: dict[str, int] = {}
     for number, line in read_lines(path):
@@ -73,18 +76,24 @@ def read_chains(path: Path) -> tuple[list[tuple[int, Chain]], list[RecordError]]
         except json.JSONDecodeError as e:
             errors.append(RecordError(number, None, f"not valid JSON ({e.msg} at column {e.colno})"))
             continue
-        record_id = record.get("id") if isinstance(record, dict) else None
+        record_id = str(record["id"]) if isinstance(record, dict) and record.get("id") is not None else None
         try:
-            chain = parse_chain(record)
+            value = parse(record)
         except ValueError as e:
-            errors.append(RecordError(number, None if record_id is None else str(record_id), str(e)))
+            errors.append(RecordError(number, record_id, str(e)))
             continue
-        if chain.id in first_seen:
-            errors.append(RecordError(number, chain.id, f"duplicate id (first seen on line {first_seen[chain.id]})"))
+        if record_id in first_seen:
+            errors.append(RecordError(number, record_id, f"duplicate id (first seen on line {first_seen[record_id]})"))
             continue
-        first_seen[chain.id] = number
-        chains.append((number, chain))
-    return chains, errors
+        first_seen[record_id] = number
+        valid.append((number, record_id, value))
+    return valid, errors
+
+
+def read_chains(path: Path) -> tuple[list[tuple[int, Chain]], list[RecordError]]:
+    """Every valid chain with its line number, and an error for every bad line (duplicates included)."""
+    valid, errors = read_valid(path, parse_chain)
+    return [(number, chain) for number, _, chain in valid], errors
 
 
 def repair_and_read_ids(path: Path) -> tuple[set[str], list[str]]:

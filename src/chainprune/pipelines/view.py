@@ -5,11 +5,10 @@ Bad records are reported with their file, line and id and left out of the page; 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chainprune.data.jsonl import RecordError, read_lines
+from chainprune.data.jsonl import RecordError, read_valid
 from chainprune.report.viewer import ViewerSource, render_viewer, viewer_example
 
 
@@ -24,25 +23,8 @@ class ViewSummary:
 def read_viewer_source(path: Path, label: str) -> tuple[ViewerSource, list[RecordError]]:
     """Every valid trace of `path` in compact form, and an error for every bad line (duplicates included)."""
     source = ViewerSource(label)
-    errors: list[RecordError] = []
-    first_seen: dict[str, int] = {}
-    for number, line in read_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(RecordError(number, None, f"not valid JSON ({e.msg} at column {e.colno})"))
-            continue
-        record_id = str(record["id"]) if isinstance(record, dict) and "id" in record else None
-        try:
-            example = viewer_example(record)
-        except ValueError as e:
-            errors.append(RecordError(number, record_id, str(e)))
-            continue
-        if record_id in first_seen:
-            errors.append(RecordError(number, record_id, f"duplicate id (first seen on line {first_seen[record_id]})"))
-            continue
-        first_seen[record_id] = number
-        source.examples[record_id] = example
+    valid, errors = read_valid(path, viewer_example)
+    source.examples.update((record_id, example) for _, record_id, example in valid)
     return source, errors
 
 
