@@ -720,5 +720,11 @@ def judge(
         raise typer.Exit(1)
 
 
+# ---- distillation and experiments (issue 6) ----
+
+
+# ---- scale-out with Ray (issue 9) ----
+
+
 if __name__ == "__main__":
     app()
