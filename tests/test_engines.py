@@ -216,3 +216,26 @@ def test_lookahead_screening_everything_is_exact_greedy(tiny_pruner, engine):
     assert approx.mode == {"screen": n, "lookahead": 2}
     assert approx.deletion_order == exact.deletion_order
     assert approx.objective_values == pytest.approx(exact.objective_values, rel=1e-10)
+
+
+@pytest.mark.parametrize("objective", ["joint", "answer"])
+def test_incremental_forward_equals_a_fresh_one(tiny_pruner, objective):
+    """After a deletion, the chain's forward reuses the shared front and equals a fresh forward."""
+    from chainprune.scoring.objectives import forward_current
+    from chainprune.types import ChainIds
+
+    ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
+    first = forward_current(tiny_pruner.model, ids, objective, ForwardStats())
+    m = len(ids.reasoning_ids)
+    for deleted in (0, m // 2, m - 1):
+        after = ChainIds(ids.prompt_ids, ids.reasoning_ids[:deleted] + ids.reasoning_ids[deleted + 1 :], ids.answer_ids)
+        stats = ForwardStats()
+        incremental = forward_current(tiny_pruner.model, after, objective, stats, previous=first)
+        fresh = forward_current(tiny_pruner.model, after, objective, ForwardStats())
+        assert stats.token_forwards == len(after.input_ids) - len(ids.prompt_ids) - deleted
+        assert incremental.base == pytest.approx(fresh.base, rel=1e-12)
+        torch.testing.assert_close(incremental.base_logp, fresh.base_logp, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(incremental.hidden, fresh.hidden, rtol=1e-10, atol=1e-10)
+        for (k1, v1), (k2, v2) in zip(incremental.layers, fresh.layers):
+            torch.testing.assert_close(k1, k2, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(v1, v2, rtol=1e-10, atol=1e-10)

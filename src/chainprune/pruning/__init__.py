@@ -12,34 +12,55 @@ from chainprune.keep import deletions_for, keep_key, kept_count, normalize_keep_
 from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start
-from chainprune.scoring.objectives import sequence_objectives
+from chainprune.scoring.objectives import CurrentChain, forward_current, sequence_objectives
 from chainprune.scoring.packed import score_lookahead
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
 
 
 class ChainScorer:
-    """Scores the deletion candidates of one tokenized chain with one engine (implements `Scorer`)."""
+    """Scores the deletion candidates of one tokenized chain with one engine (implements `Scorer`).
+
+    The KV-sharing engines build on one forward of the chain as it stands; the scorer runs that forward
+    itself, incrementally from the previous pass's (only the tokens after the first deletion since are
+    recomputed), and shares it between a pass's estimates and its exact scores. The `naive` reference
+    recomputes everything by design and is given nothing.
+    """
 
     def __init__(self, model: Any, ids: ChainIds, objective: str, engine: str, max_batch_tokens: int):
         objective_start(1, 0, objective)  # validates the objective name early
         self.model, self.ids, self.objective_name = model, ids, objective
         self.engine = get_engine(engine)
+        self.shares_forward = engine != "naive"
         self.max_batch_tokens = max_batch_tokens
         self.stats = ForwardStats()
+        self._current: tuple[tuple[int, ...], CurrentChain] | None = None  # the last forward, and its chain
 
     def _at(self, remaining: Sequence[int]) -> ChainIds:
         reasoning = [self.ids.reasoning_ids[i] for i in remaining]
         return ChainIds(self.ids.prompt_ids, reasoning, self.ids.answer_ids)
 
+    def _forward(self, remaining: Sequence[int], ids: ChainIds) -> CurrentChain:
+        key = tuple(remaining)
+        if self._current is None or self._current[0] != key:
+            previous = self._current[1] if self._current is not None else None
+            self._current = (key, forward_current(self.model, ids, self.objective_name, self.stats, previous))
+        return self._current[1]
+
     def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
         ids = self._at(remaining)
         positions = None if subset is None else list(subset)
-        base, scores = self.engine(self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions)
+        current = self._forward(remaining, ids) if self.shares_forward else None
+        base, scores = self.engine(
+            self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions, current=current
+        )
         return base, tie_repeated_tokens(ids.reasoning_ids, scores)
 
     def estimates(self, remaining: Sequence[int], lookahead: int) -> torch.Tensor:
         ids = self._at(remaining)
-        _, scores = score_lookahead(self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, lookahead)
+        current = self._forward(remaining, ids)
+        _, scores = score_lookahead(
+            self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, lookahead, current=current
+        )
         return tie_repeated_tokens(ids.reasoning_ids, scores)
 
     def objective(self, remaining: Sequence[int]) -> float:

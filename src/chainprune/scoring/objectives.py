@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
 from chainprune.types import OBJECTIVES, ChainIds
@@ -79,14 +80,33 @@ class CurrentChain:
 
 
 @torch.no_grad()
-def forward_current(model: Any, ids: ChainIds, objective: str, stats: ForwardStats) -> CurrentChain:
+def forward_current(
+    model: Any, ids: ChainIds, objective: str, stats: ForwardStats, previous: CurrentChain | None = None
+) -> CurrentChain:
+    """One forward of the chain as it stands.
+
+    With `previous`, the forward of an earlier chain (the one before the last deletions), the tokens the two
+    share at the front keep their keys, values, hidden states and log-probs, and only the rest is run, on
+    top of the shared keys and values: after deleting reasoning token i, the prompt and the reasoning before
+    i are not recomputed. Same numbers to rounding as a fresh forward.
+    """
     n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
     seq = torch.tensor(ids.input_ids, device=next(model.parameters()).device)
     length = seq.shape[0]
-    out = decoder(model)(input_ids=seq[None], use_cache=True)
-    stats.add(1, length)
-    hidden = out.last_hidden_state[0]
-    base_logp = target_logprobs(model, hidden[n_prompt - 1 : length - 1], seq[n_prompt:])
+    shared = 0 if previous is None else _shared_prefix(previous.seq, seq, n_prompt, previous.n_prompt)
+    if shared:
+        cache = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in previous.layers])
+        positions = torch.arange(shared, length, device=seq.device)[None]
+        out = decoder(model)(input_ids=seq[None, shared:], past_key_values=cache, position_ids=positions, use_cache=True)
+        hidden = torch.cat([previous.hidden[:shared], out.last_hidden_state[0]])
+    else:
+        out = decoder(model)(input_ids=seq[None], use_cache=True)
+        hidden = out.last_hidden_state[0]
+    stats.add(1, length - shared)
+    # Target P + k is predicted by row P + k - 1: rows before `shared` - 1 predict unchanged targets.
+    reused = max(0, shared - n_prompt)
+    fresh = target_logprobs(model, hidden[n_prompt - 1 + reused : length - 1], seq[n_prompt + reused :])
+    base_logp = torch.cat([previous.base_logp[:reused], fresh]) if reused else fresh
     base = float(base_logp[objective_start(n_prompt, m, objective) - n_prompt :].sum())
     return CurrentChain(
         seq=seq,
@@ -98,3 +118,14 @@ def forward_current(model: Any, ids: ChainIds, objective: str, stats: ForwardSta
         base=base,
         candidate_start=objective_start(n_prompt, max(m - 1, 0), objective),
     )
+
+
+def _shared_prefix(before: torch.Tensor, after: torch.Tensor, n_prompt: int, n_prompt_before: int) -> int:
+    """How many leading tokens two chains share (0 unless their prompts are the same), leaving at least one
+    token to run so the forward has something to compute."""
+    if n_prompt != n_prompt_before:
+        return 0
+    n = min(before.shape[0], after.shape[0])
+    differs = (before[:n] != after[:n]).nonzero()
+    shared = min(int(differs[0, 0]) if differs.numel() else n, after.shape[0] - 1)
+    return shared if shared >= n_prompt else 0

@@ -23,7 +23,7 @@ import torch
 from transformers import DynamicCache
 
 from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
-from chainprune.scoring.objectives import forward_current
+from chainprune.scoring.objectives import CurrentChain, forward_current
 from chainprune.types import ChainIds
 
 PACK_TOKENS = 1024  # packed tokens per forward: the mask and attention grow as T x (L + T)
@@ -37,12 +37,14 @@ def score_packed(
     max_batch_tokens: int,
     stats: ForwardStats,
     positions: list[int] | None = None,
+    current: CurrentChain | None = None,
 ) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
 
-    With `positions`, only those candidates are scored; the others are NaN.
+    With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
+    when the caller already ran it (`forward_current`), so it is not run twice.
     """
-    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, window=None)
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, None, current)
 
 
 @torch.no_grad()
@@ -53,6 +55,7 @@ def score_lookahead(
     max_batch_tokens: int,
     stats: ForwardStats,
     window: int,
+    current: CurrentChain | None = None,
 ) -> tuple[float, torch.Tensor]:
     """APPROXIMATE: (objective of the current chain, estimated objective after deleting each reasoning token).
 
@@ -63,7 +66,7 @@ def score_lookahead(
     """
     if window < 1:
         raise ValueError("window must be at least 1")
-    return _packed_scores(model, ids, objective, max_batch_tokens, stats, None, window)
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, None, window, current)
 
 
 def _packed_scores(
@@ -74,10 +77,11 @@ def _packed_scores(
     stats: ForwardStats,
     positions: list[int] | None,
     window: int | None,
+    current: CurrentChain | None,
 ) -> tuple[float, torch.Tensor]:
     """Exact candidate scores (window None), or lookahead estimates recomputing `window` targets each."""
     m = len(ids.reasoning_ids)
-    current = forward_current(model, ids, objective, stats)
+    current = current or forward_current(model, ids, objective, stats)
     seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
     device, length = seq.device, seq.shape[0]
     scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)

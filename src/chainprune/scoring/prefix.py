@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache
 
 from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
-from chainprune.scoring.objectives import forward_current
+from chainprune.scoring.objectives import CurrentChain, forward_current
 from chainprune.types import ChainIds
 
 MAX_REDUNDANCY = 0.25  # a chunk's width is at most this fraction of its row length
@@ -44,13 +44,15 @@ def score_prefix(
     max_batch_tokens: int,
     stats: ForwardStats,
     positions: list[int] | None = None,
+    current: CurrentChain | None = None,
 ) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
 
-    With `positions`, only those candidates are scored; the others are NaN.
+    With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
+    when the caller already ran it (`forward_current`), so it is not run twice.
     """
     m = len(ids.reasoning_ids)
-    current = forward_current(model, ids, objective, stats)
+    current = current or forward_current(model, ids, objective, stats)
     seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
     device, length = seq.device, seq.shape[0]
     scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
