@@ -45,3 +45,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
+
+# ---- experiment example (issue 6) ----
+# The small CPU distillation experiment (README, "Distillation and experiments"): GSM8K worked solutions,
+# SmolLM2-135M as pruner and LoRA student, greedy vs uniform vs surprisal at keep 0.7 and 0.5. Stages are
+# cached under runs/gsm8k_cpu, so an interrupted run resumes; results go to examples/results/gsm8k_cpu.
+.PHONY: example
+example: install
+	$(BIN)/chainprune experiment examples/gsm8k_cpu.yaml

@@ -51,6 +51,9 @@ def prune(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives to OUT.scores.jsonl (for `chainprune analyze dynamics`).")] = False,
     surrogate: Annotated[Path | None, typer.Option(help="APPROXIMATE, with --screen: pick the candidates to re-score by an attention surrogate's predictions (from `chainprune analyze surrogate`) instead of stale scores.")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Spread the chains over Ray workers (one pruner per GPU, or one per CPU); same traces as a single process. Needs the `ray` extra.")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="With --ray: the cluster to join ('auto' = the one started here with `ray start`, or HOST:PORT). Default: start a local Ray instance.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="With --ray: number of pruners (default: one per GPU of the cluster, or one per CPU).")] = None,
 ) -> None:
     """Greedy-prune every chain in INPUT and write one trace per chain to --out.
 
@@ -75,6 +78,9 @@ def prune(
         save_scores=save_scores,
         surrogate=str(surrogate) if surrogate else None,
     )
+    if ray or ray_address is not None or workers is not None:
+        _prune_on_ray(input, out, config, resume, overwrite, ray, ray_address, workers)
+        return
     reporter = ProgressReporter()
     try:
         summary = run_prune(input, out, config, resume=resume, overwrite=overwrite, reporter=reporter)
@@ -722,8 +728,146 @@ def judge(
 
 # ---- distillation and experiments (issue 6) ----
 
+_DEV_HELP = "Dev set that picks the best checkpoint: "
+
+
+@app.command()
+def distill(
+    chains: Annotated[Path, typer.Option(help="The chains the pruned records came from (prune input: id, question, reasoning, answer[, system]).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for checkpoints, dev evaluations, best/ and summary.json.")],
+    train: Annotated[Path | None, typer.Option(help="Pruned records: `chainprune match` / `baseline` output (or traces from `prune`). Not needed with --keep 1.0 (the full chains).")] = None,
+    keep: Annotated[float, typer.Option(help="Train on the reasoning kept at this keep fraction (a key of each record's `pruned`).")] = 0.7,
+    method: Annotated[str, typer.Option(help="Pruning method the records must come from (greedy, uniform, surprisal, h2o, tokenskip); a mismatch is reported per record.")] = "greedy",
+    student: Annotated[str, typer.Option(help="Student: 'smollm2-135m' (bundled, offline), a local HF folder or a hub id.")] = "smollm2-135m",
+    dataset: Annotated[DatasetName, typer.Option(help="Task: its system prompt (for chains without one) and its grader (dev accuracy).")] = "gsm8k",
+    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (PEFT) or full fine-tuning.")] = True,
+    lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option(min=1, help="LoRA alpha.")] = 32,
+    lora_dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="LoRA dropout.")] = 0.05,
+    learning_rate: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (cosine decay).")] = 2e-4,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (paper: 1,200).")] = 1200,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per forward.")] = 4,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Forwards per optimizer step; effective batch = batch-size x grad-accum (paper: 28).")] = 7,
+    warmup: Annotated[float, typer.Option(min=0.0, max=0.99, help="Fraction of the steps with linear warm-up.")] = 0.03,
+    max_length: Annotated[int, typer.Option(min=1, help="Longest training sequence in the student's tokens (longer ones are cut).")] = 1024,
+    save_steps: Annotated[int, typer.Option(min=1, help="A checkpoint every N steps (and at the end).")] = 200,
+    seed: Annotated[int, typer.Option(help="Training seed (initialization of the adapters, data order).")] = 0,
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Recompute activations in the backward pass (less GPU memory, slower).")] = False,
+    dev_split: Annotated[str, typer.Option(help=_DEV_HELP + "train, dev, test, all (with --dev-data-file) or 'none' (keep the last checkpoint).")] = "dev",
+    dev_data_file: Annotated[Path | None, typer.Option(help=_DEV_HELP + _DATA_FILE_HELP)] = None,
+    dev_hub_dataset: Annotated[str | None, typer.Option(help=_DEV_HELP + _HUB_DATASET_HELP)] = None,
+    dev_limit: Annotated[int | None, typer.Option(min=1, help=_DEV_HELP + "only the first N questions.")] = 100,
+    split_seed: Annotated[int, typer.Option(help="Seed of the carve making the paper's splits.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest dev response.")] = 512,
+    eval_batch_size: Annotated[int, typer.Option(min=1, help="Dev questions per generate call.")] = 8,
+    dtype: Annotated[Dtype, typer.Option(help="auto = bfloat16 on CUDA, float32 on CPU.")] = "auto",
+    device: Annotated[Device, typer.Option(help="auto = cuda when available.")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue: training from the last checkpoint, dev evaluations where they stopped; a finished run is kept.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
+) -> None:
+    """Distil a student on pruned chains: SFT with TRL (loss on the response only, the student's chat
+    template), LoRA or full fine-tuning, cosine schedule; every checkpoint is scored on a dev set and the best
+    is copied to OUT/best (evaluate it with `chainprune evaluate --model OUT/best`).
+
+    Bad records (no chain with that id, another method, no text at --keep) are reported and left out;
+    the exit code is then 1.
+    """
+    from chainprune.pipelines.distill import DistillConfig, run_distill
+    from chainprune.training import SFTSettings
+
+    console = Console(stderr=True)
+    sft = SFTSettings(lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                      learning_rate=learning_rate, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
+                      warmup=warmup, max_length=max_length, save_steps=save_steps, seed=seed,
+                      gradient_checkpointing=gradient_checkpointing)
+    config = DistillConfig(student=student, keep=keep, method=method, dataset=dataset.value, sft=sft,
+                           dtype=dtype.value, device=device.value, dev_split=None if dev_split == "none" else dev_split,
+                           dev_data_file=str(dev_data_file) if dev_data_file else None, dev_hub_dataset=dev_hub_dataset,
+                           dev_limit=dev_limit, split_seed=split_seed, max_new_tokens=max_new_tokens,
+                           eval_batch_size=eval_batch_size)
+    try:
+        summary = run_distill(train, chains, out, config, resume=resume, overwrite=overwrite,
+                              log=lambda message: console.print(message))
+    except (ValueError, ImportError, OSError) as e:
+        _fail(str(e))
+    from rich.table import Table
+
+    table = Table(title=f"{student} on {summary.examples} chains ({method}, keep {keep:g}), {summary.steps} steps")
+    for column in ("checkpoint", "dev accuracy", "dev n", "dev reasoning tokens", "chosen"):
+        table.add_column(column, justify="right")
+    for c in summary.checkpoints:
+        accuracy = f"{100 * c['dev_accuracy']:.1f}%" if "dev_accuracy" in c else "-"
+        reasoning = f"{c['dev_mean_reasoning_tokens']:.0f}" if "dev_mean_reasoning_tokens" in c else "-"
+        table.add_row(str(c["step"]), accuracy, str(c.get("dev_examples", "-")), reasoning,
+                      "*" if c["step"] == summary.chosen["step"] else "")
+    out_console.print(table)
+    out_console.print(f"best: {summary.best}  (summary: {out / 'summary.json'})")
+    _report_failures(summary.failures)
+    if summary.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def experiment(
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="The experiment: data, teacher(s), pruner(s), student(s), methods, keep fractions, evaluation (see README).")],
+    out_dir: Annotated[Path | None, typer.Option(help="Where the stages live (default: the config's out_dir).")] = None,
+    results_dir: Annotated[Path | None, typer.Option(help="Where the table, plot and resolved config go (default: the config's results_dir, else out_dir).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (overrides the config's `threads`).")] = None,
+) -> None:
+    """Run the distillation grid: teacher chains -> pruned sets (every method x keep fraction, matched
+    student lengths) -> students (best checkpoint by dev accuracy) -> test accuracy and output reasoning
+    length -> results.csv/.md and accuracy-vs-keep.png/.svg (zero-shot student as a line).
+
+    Every stage is cached under OUT_DIR/stages by a hash of its inputs: rerun the same command to resume
+    after an interruption; change a setting and only the stages it reaches run again.
+    """
+    from chainprune.pipelines.experiment import load_config, run_experiment, results_markdown
+    from chainprune.report.progress import ProgressReporter
+
+    console = Console(stderr=True)
+    try:
+        config = load_config(config_file, {"threads": threads} if threads else None)
+        result = run_experiment(config, out_dir, results_dir, log=lambda message: console.print(message),
+                                reporter_factory=ProgressReporter)
+    except (ValueError, ImportError, OSError) as e:
+        _fail(str(e))
+    out_console.print(results_markdown(result.rows), markup=False, highlight=False)
+    out_console.print(f"{result.stages_run} stage(s) run, {result.stages_skipped} cached, {result.seconds:.0f} s")
+    out_console.print("wrote " + ", ".join(map(str, result.files)))
+
 
 # ---- scale-out with Ray (issue 9) ----
+
+
+def _prune_on_ray(input: Path, out: Path, config, resume: bool, overwrite: bool, ray: bool,
+                  ray_address: str | None, workers: int | None) -> None:
+    """`prune --ray`: the distributed pipeline, with cluster progress and summary."""
+    from chainprune.pipelines.distributed import RayOptions, run_prune_distributed
+    from chainprune.pipelines.prune import errors_path
+    from chainprune.report.cluster_progress import ClusterProgress, distributed_summary_table
+    from chainprune.report.progress import console
+    from rich.markup import escape
+
+    if not ray:
+        raise typer.BadParameter("--workers and --ray-address need --ray", param_hint="--ray")
+    reporter = ClusterProgress()
+    try:
+        summary = run_prune_distributed(input, out, config, RayOptions(address=ray_address, workers=workers),
+                                        resume=resume, overwrite=overwrite, reporter=reporter)
+    except (ValueError, ImportError, RuntimeError) as e:
+        reporter.stop()
+        console.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2 if isinstance(e, ValueError) else 1) from None
+    reporter.stop()
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    console.print(distributed_summary_table(summary))
+    console.print(f"traces: {out}")
+    if summary.failures:
+        for failure in summary.failures:
+            console.print(f"[red]failed[/red] {escape(str(failure))}")
+        console.print(f"[red]{len(summary.failures)} record(s) failed[/red]; details in {errors_path(out)}")
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":
