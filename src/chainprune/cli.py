@@ -18,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out_console = Console()
+# Messages name files and records: soft wrap keeps each on one line (greppable, never split mid-path).
+err_console = Console(stderr=True, soft_wrap=True)
 
 Objective = Enum("Objective", {"joint": "joint", "answer": "answer"}, type=str)
 EngineName = Enum("EngineName", {name: name for name in ENGINES}, type=str)
@@ -164,7 +166,7 @@ def compare(
     try:
         result = compare_traces(exact, approx)
     except (ValueError, OSError) as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     table = Table(title=f"{approx} vs {exact} (mode {result.approx_mode or 'exact'})")
     for column in ("keep", "examples", "overlap mean", "overlap min", "Kendall tau", "gap mean", "gap min"):
@@ -239,7 +241,7 @@ def teacher(
     """
     from chainprune.pipelines.teacher import TeacherConfig, run_teacher, samples_path
 
-    console = Console(stderr=True)
+    console = err_console
     config = TeacherConfig(
         dataset=dataset.value, split=split, model=model, samples=samples, temperature=temperature, top_p=top_p,
         max_new_tokens=max_new_tokens, seed=seed, backend=backend.value, dtype=dtype.value, device=device.value,
@@ -297,7 +299,7 @@ def evaluate(
 
     from chainprune.pipelines.evaluate import EvalConfig, output_path, run_evaluate
 
-    console = Console(stderr=True)
+    console = err_console
     models, datasets = model or ["smollm2-135m"], [d.value for d in dataset] if dataset else ["gsm8k"]
     if data_file and len(data_file) != len(datasets):
         raise typer.BadParameter(f"{len(data_file)} file(s) for {len(datasets)} dataset(s)", param_hint="--data-file")
@@ -454,7 +456,7 @@ def lengths(
     try:
         rows = length_table(files)
     except (ValueError, OSError, KeyError) as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     table = Table(title="achieved student-token keep fraction")
     for column in ("keep", "method", "chains", "mean", "min", "max", "pruner-token mean", "order ran out"):
@@ -487,7 +489,7 @@ def view(
     """
     from chainprune.pipelines.view import run_view
 
-    console = Console(stderr=True)
+    console = err_console
     try:
         summary = run_view(traces, out, title)
     except (ValueError, OSError) as e:
@@ -516,16 +518,16 @@ AnnotatorName = Enum("AnnotatorName", {"rules": "rules", "llm": "llm"}, type=str
 def _track(items, total, description):
     from rich.progress import track
 
-    return track(items, total=total, description=description, console=Console(stderr=True), transient=True)
+    return track(items, total=total, description=description, console=err_console, transient=True)
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
 
 
 def _report_failures(failures, what: str = "record") -> None:
-    console = Console(stderr=True)
+    console = err_console
     for failure in failures:
         console.print(f"[red]failed[/red] {failure}")
     if failures:
@@ -571,7 +573,7 @@ def annotate(
     except (ValueError, ImportError) as e:
         _fail(str(e))
     for warning in summary.warnings:
-        Console(stderr=True).print(f"[yellow]warning:[/yellow] {warning}")
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
     out_console.print(f"annotated {summary.done}, skipped {summary.skipped} (already in output), "
                       f"failed {len(summary.failures)}: {out}")
     _report_failures(summary.failures)
@@ -775,7 +777,7 @@ def distill(
     from chainprune.pipelines.distill import DistillConfig, run_distill
     from chainprune.training import SFTSettings
 
-    console = Console(stderr=True)
+    console = err_console
     sft = SFTSettings(lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                       learning_rate=learning_rate, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                       warmup=warmup, max_length=max_length, save_steps=save_steps, seed=seed,
@@ -824,7 +826,7 @@ def experiment(
     from chainprune.pipelines.experiment import load_config, run_experiment, results_markdown
     from chainprune.report.progress import ProgressReporter
 
-    console = Console(stderr=True)
+    console = err_console
     try:
         config = load_config(config_file, {"threads": threads} if threads else None)
         result = run_experiment(config, out_dir, results_dir, log=lambda message: console.print(message),

@@ -10,7 +10,7 @@ from chainprune.data.jsonl import RecordError
 from chainprune.pipelines.prune import PruneSummary, Reporter
 from chainprune.types import Chain, Trace
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 class ProgressReporter(Reporter):
