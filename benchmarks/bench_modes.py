@@ -1,9 +1,10 @@
 """Whole prunes of real GSM8K chains with every engine and approximate mode, and their fidelity to exact greedy.
 
 Each mode prunes the same chains to keep 0.9/0.7/0.5 through `chainprune prune`'s pipeline (traces written
-under --work-dir); approximate traces are compared with the exact `prefix` traces by `chainprune compare`'s
-code. Prints a table and writes JSON: wall time, token-forwards, speed-up vs naive (when naive is run), and
-kept-set overlap / Kendall tau / objective gap at keep 0.5.
+under --work-dir); approximate traces are compared with the exact traces of --reference (an exact engine)
+by `chainprune compare`'s code. Prints a table and writes JSON: wall time, token-forwards, peak resident memory,
+speed-up vs naive (run, or estimated with --naive-rate), and kept-set overlap / Kendall tau / objective gap at
+keep 0.5.
 
     .venv/bin/python benchmarks/bench_modes.py --examples 8 --max-reasoning 60 --out benchmarks/results/modes-cpu.json
 """
@@ -14,11 +15,13 @@ import argparse
 import json
 import platform
 import random
-import sys
 import re
+import sys
+import threading
 from datetime import date
 from pathlib import Path
 
+import psutil
 import torch
 
 from chainprune.pipelines.compare import compare_traces
@@ -40,6 +43,9 @@ MODES = {
     "screen=4,lookahead=16": dict(screen=4, lookahead=16),
     "screen=8,lookahead=16": dict(screen=8, lookahead=16),
 }
+# Lookahead screening with `packed` for the exact re-scoring (the fastest exact engine on these chains).
+for _screen, _window in [(8, 4), (4, 4), (6, 4), (4, 8), (3, 16), (2, 16), (8, 16)]:
+    MODES[f"packed,screen={_screen},lookahead={_window}"] = dict(engine="packed", screen=_screen, lookahead=_window)
 
 
 def write_chains(path: Path, n: int, max_words: int, seed: int) -> None:
@@ -59,6 +65,37 @@ def write_chains(path: Path, n: int, max_words: int, seed: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+class PeakMemory:
+    """Peak resident memory of this process while the block runs (sampled every 50 ms), in MB."""
+
+    def __enter__(self) -> "PeakMemory":
+        self._process, self._stop, self.peak_mb = psutil.Process(), threading.Event(), 0.0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while True:
+            self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 2**20)
+            if self._stop.wait(0.05):
+                return
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def naive_token_forwards(trace: dict) -> int:
+    """What `naive` spends on the exact greedy trajectory of `trace`: per pass over a chain of length L
+    with m reasoning tokens, one forward of the chain (L) and one of each candidate (m x (L - 1))."""
+    n_prompt, n_answer, m = len(trace["prompt_ids"]), len(trace["answer_ids"]), len(trace["reasoning_ids"])
+    total = 0
+    for deleted in range(len(trace["deletion_order"])):
+        length = n_prompt + (m - deleted) + n_answer
+        total += length + (m - deleted) * (length - 1)
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=8)
@@ -67,8 +104,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench-modes"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/modes-cpu.json"))
+    parser.add_argument("--reference", default="prefix", choices=["naive", "prefix", "packed"],
+                        help="the exact engine whose traces the approximate modes are compared with")
+    parser.add_argument("--naive-rate", type=float, default=None, metavar="TOKENS_PER_S",
+                        help="instead of running naive, estimate it: its token-forwards counted on the reference's "
+                             "exact trajectories, its time at this measured rate (naive token-forwards per second)")
     parser.add_argument("--merge", action="store_true",
-                        help="add to the results already in --out (same chains) and reuse the exact prefix traces "
+                        help="add to the results already in --out (same chains) and reuse the exact reference traces "
                              "in --work-dir instead of re-running them")
     args = parser.parse_args()
 
@@ -79,22 +121,37 @@ def main() -> None:
     if previous and (previous["examples"], previous["max_reasoning_words"]) != (args.examples, args.max_reasoning):
         parser.error(f"--merge: {args.out} holds another set of chains")
     results = dict(previous["modes"]) if previous else {}
-    reuse_exact = args.merge and "prefix" in results and (args.work_dir / "prefix.jsonl").exists()
-    for name in (["prefix"] if not reuse_exact else []) + [m for m in args.modes if m != "prefix"]:
-        config = PruneConfig(model="smollm2-135m", keep=[0.9, 0.7, 0.5], dtype="float32", device="cpu", **MODES[name])
+    ref = args.reference
+    reuse_exact = args.merge and ref in results and (args.work_dir / f"{ref}.jsonl").exists()
+    for name in ([ref] if not reuse_exact else []) + [m for m in args.modes if m != ref]:
+        # The reference also keeps every pass's exact candidate scores (<ref>.jsonl.scores.jsonl), for studying
+        # screening rules along the exact trajectory; writing them costs nothing measurable.
+        config = PruneConfig(model="smollm2-135m", keep=[0.9, 0.7, 0.5], dtype="float32", device="cpu",
+                             save_scores=name == ref, **MODES[name])
         out = args.work_dir / f"{name}.jsonl"
-        summary = run_prune(chains, out, config, overwrite=True)
-        row = {"seconds": summary.seconds, "token_forwards": summary.token_forwards, "examples": summary.done}
-        if name != "prefix":
-            fidelity = compare_traces(args.work_dir / "prefix.jsonl", out)
+        with PeakMemory() as memory:
+            summary = run_prune(chains, out, config, overwrite=True)
+        row = {"seconds": summary.seconds, "token_forwards": summary.token_forwards, "examples": summary.done,
+               "engine": config.engine, "peak_rss_mb": round(memory.peak_mb, 1)}
+        if name != ref:
+            row["reference"] = ref
+            fidelity = compare_traces(args.work_dir / f"{ref}.jsonl", out)
             at_half = next(k for k in fidelity.per_keep if k.keep == 0.5)
             row.update(overlap_mean=at_half.overlap_mean, overlap_min=at_half.overlap_min,
                        kendall_tau=at_half.kendall_tau_mean, objective_gap=at_half.objective_gap_mean)
         results[name] = row
         print(name, json.dumps(row), flush=True)
-    if "naive" in results:
-        for row in results.values():
+    if args.naive_rate is not None and "naive" not in args.modes:
+        traces = [json.loads(line) for line in (args.work_dir / f"{ref}.jsonl").open()]
+        forwards = sum(naive_token_forwards(t) for t in traces)
+        results["naive"] = {"token_forwards": forwards, "seconds": forwards / args.naive_rate, "estimated": True,
+                            "naive_rate": args.naive_rate, "examples": len(traces), "engine": "naive"}
+        print("naive (estimated)", json.dumps(results["naive"]), flush=True)
+    for row in results.values():
+        row["examples_per_hour"] = 3600 * row["examples"] / row["seconds"]
+        if "naive" in results:
             row["speedup_vs_naive"] = results["naive"]["seconds"] / row["seconds"]
+            row["token_forward_reduction"] = results["naive"]["token_forwards"] / row["token_forwards"]
     report = {
         "benchmark": "modes",
         "date": date.today().isoformat(),
@@ -107,10 +164,14 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'mode':>32} {'seconds':>8} {'token-fwd':>10} {'vs naive':>8} {'overlap@0.5':>11} {'tau':>6} {'gap':>7}")
+    print(f"\n{'mode':>34} {'seconds':>8} {'ex/hour':>8} {'token-fwd':>10} {'vs naive':>8} {'peak MB':>8} "
+          f"{'overlap@0.5':>11} {'min':>5} {'tau':>6} {'gap':>7}")
     for name, row in results.items():
-        print(f"{name:>32} {row['seconds']:8.1f} {row['token_forwards']:10,d} {row.get('speedup_vs_naive', float('nan')):7.1f}x "
-              f"{row.get('overlap_mean', 1.0):11.3f} {row.get('kendall_tau', 1.0):6.3f} {row.get('objective_gap', 0.0):7.3f}")
+        label = name + (" (est.)" if row.get("estimated") else "")
+        print(f"{label:>34} {row['seconds']:8.1f} {row['examples_per_hour']:8.1f} {row['token_forwards']:10,d} "
+              f"{row.get('speedup_vs_naive', float('nan')):7.1f}x {row.get('peak_rss_mb', float('nan')):8.0f} "
+              f"{row.get('overlap_mean', 1.0):11.3f} {row.get('overlap_min', 1.0):5.2f} {row.get('kendall_tau', 1.0):6.3f} "
+              f"{row.get('objective_gap', 0.0):7.3f}")
     print(f"wrote {args.out}")
 
 

@@ -62,8 +62,8 @@ def prune(
     Bad records (invalid JSON, missing fields, duplicate ids, chains longer than the model's context) are
     reported with their line and id and skipped; the others complete and the exit code is 1.
     """
-    from chainprune.pipelines.prune import PruneConfig, errors_path, run_prune
-    from chainprune.report.progress import ProgressReporter, console, summary_table
+    from chainprune.pipelines.prune import PruneConfig, run_prune
+    from chainprune.report.progress import ProgressReporter, summary_table
 
     config = PruneConfig(
         model=model,
@@ -84,21 +84,32 @@ def prune(
         _prune_on_ray(input, out, config, resume, overwrite, ray, ray_address, workers)
         return
     reporter = ProgressReporter()
+    _run_and_report(lambda: run_prune(input, out, config, resume=resume, overwrite=overwrite, reporter=reporter),
+                    reporter, summary_table, out)
+
+
+def _run_and_report(run, reporter, table, out: Path) -> None:
+    """Run a prune pipeline and say how it went: usage errors exit 2 (1 for a missing extra or no workers),
+    then warnings, the summary table, and each failed record (exit 1 when any failed)."""
+    from rich.markup import escape
+
+    from chainprune.pipelines.prune import errors_path
+
     try:
-        summary = run_prune(input, out, config, resume=resume, overwrite=overwrite, reporter=reporter)
-    except ValueError as e:
+        summary = run()
+    except (ValueError, ImportError, RuntimeError) as e:
         reporter.stop()
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        err_console.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2 if isinstance(e, ValueError) else 1) from None
     reporter.stop()
     for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
-    console.print(summary_table(summary))
-    console.print(f"traces: {out}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}")
+    err_console.print(table(summary))
+    err_console.print(f"traces: {escape(str(out))}")
     if summary.failures:
         for failure in summary.failures:
-            console.print(f"[red]failed[/red] {failure}")
-        console.print(f"[red]{len(summary.failures)} record(s) failed[/red]; details in {errors_path(out)}")
+            err_console.print(f"[red]failed[/red] {escape(str(failure))}")
+        err_console.print(f"[red]{len(summary.failures)} record(s) failed[/red]; details in {errors_path(out)}")
         raise typer.Exit(1)
 
 
@@ -845,31 +856,14 @@ def _prune_on_ray(input: Path, out: Path, config, resume: bool, overwrite: bool,
                   ray_address: str | None, workers: int | None) -> None:
     """`prune --ray`: the distributed pipeline, with cluster progress and summary."""
     from chainprune.pipelines.distributed import RayOptions, run_prune_distributed
-    from chainprune.pipelines.prune import errors_path
     from chainprune.report.cluster_progress import ClusterProgress, distributed_summary_table
-    from chainprune.report.progress import console
-    from rich.markup import escape
 
     if not ray:
         raise typer.BadParameter("--workers and --ray-address need --ray", param_hint="--ray")
     reporter = ClusterProgress()
-    try:
-        summary = run_prune_distributed(input, out, config, RayOptions(address=ray_address, workers=workers),
-                                        resume=resume, overwrite=overwrite, reporter=reporter)
-    except (ValueError, ImportError, RuntimeError) as e:
-        reporter.stop()
-        console.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2 if isinstance(e, ValueError) else 1) from None
-    reporter.stop()
-    for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    console.print(distributed_summary_table(summary))
-    console.print(f"traces: {out}")
-    if summary.failures:
-        for failure in summary.failures:
-            console.print(f"[red]failed[/red] {escape(str(failure))}")
-        console.print(f"[red]{len(summary.failures)} record(s) failed[/red]; details in {errors_path(out)}")
-        raise typer.Exit(1)
+    options = RayOptions(address=ray_address, workers=workers)
+    _run_and_report(lambda: run_prune_distributed(input, out, config, options, resume=resume, overwrite=overwrite,
+                                                  reporter=reporter), reporter, distributed_summary_table, out)
 
 
 if __name__ == "__main__":

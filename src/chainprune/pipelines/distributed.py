@@ -22,11 +22,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, check_resume_settings, read_chains, repair_and_read_ids, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.pipelines.prune import (
     PruneConfig,
@@ -34,6 +34,7 @@ from chainprune.pipelines.prune import (
     Reporter,
     ScoresWriter,
     default_loader,
+    open_run,
     prune_one,
     surrogate_screener,
     write_errors,
@@ -148,31 +149,12 @@ def run_prune_distributed(
     Raises ValueError for unusable settings or files, ImportError without ray, RuntimeError when workers
     cannot be started (what was written stays, for --resume).
     """
-    config.validate()
     options = options or RayOptions()
     options.validate()
     input_path, out = Path(input_path), Path(out)
     reporter = reporter or ClusterReporter()
-    if not input_path.exists():
-        raise ValueError(f"input file {input_path} does not exist")
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-        scores_path(out).unlink(missing_ok=True)
     summary = DistributedSummary()
-    done_ids: set[str] = set()
-    if resume:
-        check_resume_settings(out, asdict(config), PruneConfig.RESULT_FIELDS)
-        done_ids, summary.warnings = repair_and_read_ids(out)
-        if config.save_scores:
-            summary.warnings += repair_and_read_ids(scores_path(out))[1]
-
-    chains, summary.failures = read_chains(input_path)
-    todo = [(line, chain) for line, chain in chains if chain.id not in done_ids]
-    summary.skipped = len(chains) - len(todo)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_settings(out, asdict(config))
+    chains, todo = open_run(input_path, out, config, resume, overwrite, summary)
 
     started = time.perf_counter()
     if todo:

@@ -99,29 +99,10 @@ def run_prune(
     loader: Callable[[PruneConfig], LoadedModel] | None = None,
 ) -> PruneSummary:
     """Prune every chain in `input_path` into `out`. Raises ValueError for unusable settings or files."""
-    config.validate()
     input_path, out = Path(input_path), Path(out)
     reporter = reporter or Reporter()
-    if not input_path.exists():
-        raise ValueError(f"input file {input_path} does not exist")
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-        scores_path(out).unlink(missing_ok=True)
     summary = PruneSummary()
-    done_ids: set[str] = set()
-    if resume:
-        check_resume_settings(out, asdict(config), PruneConfig.RESULT_FIELDS)
-        done_ids, summary.warnings = repair_and_read_ids(out)
-        if config.save_scores:
-            summary.warnings += repair_and_read_ids(scores_path(out))[1]
-
-    chains, summary.failures = read_chains(input_path)
-    todo = [(line, chain) for line, chain in chains if chain.id not in done_ids]
-    summary.skipped = len(chains) - len(todo)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_settings(out, asdict(config))
+    _, todo = open_run(input_path, out, config, resume, overwrite, summary)
 
     started = time.perf_counter()
     pruner = (loader or default_loader)(config) if todo else None
@@ -142,6 +123,35 @@ def run_prune(
     summary.seconds = time.perf_counter() - started
     write_errors(out, summary.failures)
     return summary
+
+
+def open_run(
+    input_path: Path, out: Path, config: PruneConfig, resume: bool, overwrite: bool, summary: PruneSummary
+) -> tuple[list[tuple[int, Chain]], list[tuple[int, Chain]]]:
+    """Everything before a prune run's first chain: check the settings and files, clear the output when
+    overwriting, or on resume check the saved settings and repair the output; then save the settings.
+    Returns the input's valid (line, chain) pairs and those still to prune; bad records and resume warnings
+    go into `summary`."""
+    config.validate()
+    if not input_path.exists():
+        raise ValueError(f"input file {input_path} does not exist")
+    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    if overwrite and not resume:
+        out.unlink(missing_ok=True)
+        scores_path(out).unlink(missing_ok=True)
+    done_ids: set[str] = set()
+    if resume:
+        check_resume_settings(out, asdict(config), PruneConfig.RESULT_FIELDS)
+        done_ids, summary.warnings = repair_and_read_ids(out)
+        if config.save_scores:
+            summary.warnings += repair_and_read_ids(scores_path(out))[1]
+    chains, summary.failures = read_chains(input_path)
+    todo = [(line, chain) for line, chain in chains if chain.id not in done_ids]
+    summary.skipped = len(chains) - len(todo)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_settings(out, asdict(config))
+    return chains, todo
 
 
 class ScoresWriter:

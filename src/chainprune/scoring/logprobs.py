@@ -7,6 +7,8 @@ row chunks so memory stays bounded whatever the batch. This module knows models,
 
 from __future__ import annotations
 
+import functools
+import inspect
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,27 @@ class ForwardStats:
 def decoder(model: Any) -> Any:
     """The transformer body of a causal LM (everything but the LM head)."""
     return model.get_decoder()
+
+
+def run_decoder(model: Any, cache: Any = None, **inputs: Any) -> Any:
+    """The decoder's forward on `inputs`, continuing from the KV `cache` when given. transformers 5 renamed
+    the forward's `past_key_values` to `cache` (the old name warns, and goes in 5.40): the name this version
+    takes is used."""
+    body = decoder(model)
+    if cache is not None:
+        inputs[_cache_argument(type(body))] = cache
+    return body(**inputs)
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache a decoder forward returned (`cache`, formerly `past_key_values`)."""
+    cache = out.get("cache")
+    return cache if cache is not None else out.get("past_key_values")
+
+
+@functools.cache
+def _cache_argument(body_type: type) -> str:
+    return "cache" if "cache" in inspect.signature(body_type.forward).parameters else "past_key_values"
 
 
 def logits_from_hidden(model: Any, hidden: torch.Tensor) -> torch.Tensor:

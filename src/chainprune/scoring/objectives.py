@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
+from chainprune.scoring.logprobs import ForwardStats, decoder, output_cache, run_decoder, target_logprobs
 from chainprune.types import OBJECTIVES, ChainIds
 
 
@@ -97,10 +97,10 @@ def forward_current(
     if shared:
         cache = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in previous.layers])
         positions = torch.arange(shared, length, device=seq.device)[None]
-        out = decoder(model)(input_ids=seq[None, shared:], past_key_values=cache, position_ids=positions, use_cache=True)
+        out = run_decoder(model, cache, input_ids=seq[None, shared:], position_ids=positions, use_cache=True)
         hidden = torch.cat([previous.hidden[:shared], out.last_hidden_state[0]])
     else:
-        out = decoder(model)(input_ids=seq[None], use_cache=True)
+        out = run_decoder(model, input_ids=seq[None], use_cache=True)
         hidden = out.last_hidden_state[0]
     stats.add(1, length - shared)
     # Target P + k is predicted by row P + k - 1: rows before `shared` - 1 predict unchanged targets.
@@ -112,7 +112,7 @@ def forward_current(
         seq=seq,
         n_prompt=n_prompt,
         hidden=hidden,
-        layers=[(layer.keys, layer.values) for layer in out.past_key_values.layers],
+        layers=[(layer.keys, layer.values) for layer in output_cache(out).layers],
         base_logp=base_logp,
         base_cumsum=torch.cat([base_logp.new_zeros(1), base_logp.cumsum(0)]),
         base=base,

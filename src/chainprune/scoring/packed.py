@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
+from chainprune.scoring.logprobs import ForwardStats, run_decoder, target_logprobs
 from chainprune.scoring.objectives import CurrentChain, forward_current
 from chainprune.types import ChainIds
 
@@ -162,9 +162,9 @@ def _score_pack(
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
 
     cache = DynamicCache(ddp_cache_data=layers)
-    hidden = decoder(model)(
-        input_ids=inputs[None], attention_mask=mask[None, None], position_ids=positions[None],
-        past_key_values=cache, use_cache=True,
+    hidden = run_decoder(
+        model, cache, input_ids=inputs[None], attention_mask=mask[None, None], position_ids=positions[None],
+        use_cache=True,
     ).last_hidden_state[0]  # (T, d)
     stats.add(1, total)
     # packed token k of candidate i predicts seq[P + i + 2 + k], at candidate-sequence index P + i + 1 + k

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from chainprune.scoring.logprobs import ForwardStats, decoder, target_logprobs
+from chainprune.scoring.logprobs import ForwardStats, run_decoder, target_logprobs
 from chainprune.scoring.objectives import CurrentChain, forward_current
 from chainprune.types import ChainIds
 
@@ -84,8 +84,8 @@ def score_prefix(
                 ]
             )
             position_ids = torch.arange(shared, shared + row_length, device=device)[None].expand(width, -1)
-            row_hidden = decoder(model)(
-                input_ids=rows[:, :row_length], past_key_values=cache, position_ids=position_ids, use_cache=True
+            row_hidden = run_decoder(
+                model, cache, input_ids=rows[:, :row_length], position_ids=position_ids, use_cache=True
             ).last_hidden_state  # (width, row_length, d)
             stats.add(width, row_length)
             # hidden column t predicts rows[:, t + 1]; keep only counted targets
