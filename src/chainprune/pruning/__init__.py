@@ -65,6 +65,8 @@ class ChainScorer:
 
     def objective(self, remaining: Sequence[int]) -> float:
         ids = self._at(remaining)
+        if self.shares_forward:  # incremental, and the next pass builds on it (per-step's last intermediate chain)
+            return self._forward(remaining, ids).base
         seq = torch.tensor([ids.input_ids], device=next(self.model.parameters()).device)
         start = objective_start(len(ids.prompt_ids), len(ids.reasoning_ids), self.objective_name)
         return float(sequence_objectives(self.model, seq, start, self.stats)[0])
