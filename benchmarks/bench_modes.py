@@ -18,14 +18,19 @@ import random
 import re
 import sys
 import threading
+import time
 from datetime import date
 from pathlib import Path
 
 import psutil
 import torch
 
+from chainprune.models import load_model
 from chainprune.pipelines.compare import compare_traces
 from chainprune.pipelines.prune import PruneConfig, run_prune
+from chainprune.pruning import ChainScorer
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
+from chainprune.types import ChainIds
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 CALCULATOR = re.compile(r"<<[^>]*>>")
@@ -46,6 +51,10 @@ MODES = {
 # Lookahead screening with `packed` for the exact re-scoring (the fastest exact engine on these chains).
 for _screen, _window in [(8, 4), (4, 4), (6, 4), (4, 8), (3, 16), (2, 16), (8, 16)]:
     MODES[f"packed,screen={_screen},lookahead={_window}"] = dict(engine="packed", screen=_screen, lookahead=_window)
+# ... and in rounds while estimates come within a margin of the best exact score (Approximation.margin).
+for _screen, _window, _margin in [(4, 3, 2.0), (4, 2, 2.0), (4, 4, 2.0), (4, 3, 3.0)]:
+    MODES[f"packed,screen={_screen},lookahead={_window},margin={_margin:g}"] = dict(
+        engine="packed", screen=_screen, lookahead=_window, margin=_margin)
 
 
 def write_chains(path: Path, n: int, max_words: int, seed: int) -> None:
@@ -96,6 +105,25 @@ def naive_token_forwards(trace: dict) -> int:
     return total
 
 
+def measure_naive_rate(traces: list[dict], every: int) -> tuple[float, int, float]:
+    """Time `naive` on every `every`-th pass of the exact trajectories (each chain's first pass included):
+    (token-forwards per second, token-forwards, seconds). Measures the rate on this machine, now, at these
+    chains' shapes, without running `naive`'s whole prunes."""
+    pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
+    forwards, seconds = 0, 0.0
+    for trace in traces:
+        ids = ChainIds(trace["prompt_ids"], trace["reasoning_ids"], trace["answer_ids"])
+        scorer = ChainScorer(pruner.model, ids, trace["objective"], "naive", DEFAULT_MAX_BATCH_TOKENS)
+        gone = trace["deletion_order"]
+        for deleted in range(0, len(gone), every):
+            remaining = [i for i in range(len(ids.reasoning_ids)) if i not in set(gone[:deleted])]
+            start = time.perf_counter()
+            scorer.candidates(remaining)
+            seconds += time.perf_counter() - start
+        forwards += scorer.stats.token_forwards
+    return forwards / seconds, forwards, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=8)
@@ -109,6 +137,9 @@ def main() -> None:
     parser.add_argument("--naive-rate", type=float, default=None, metavar="TOKENS_PER_S",
                         help="instead of running naive, estimate it: its token-forwards counted on the reference's "
                              "exact trajectories, its time at this measured rate (naive token-forwards per second)")
+    parser.add_argument("--naive-sample", type=int, default=None, metavar="EVERY",
+                        help="estimate naive as --naive-rate does, at a rate measured here and now: naive timed on "
+                             "every EVERY-th pass of the reference's exact trajectories")
     parser.add_argument("--merge", action="store_true",
                         help="add to the results already in --out (same chains) and reuse the exact reference traces "
                              "in --work-dir instead of re-running them")
@@ -141,11 +172,18 @@ def main() -> None:
                        kendall_tau=at_half.kendall_tau_mean, objective_gap=at_half.objective_gap_mean)
         results[name] = row
         print(name, json.dumps(row), flush=True)
-    if args.naive_rate is not None and "naive" not in args.modes:
+    if (args.naive_rate is not None or args.naive_sample is not None) and "naive" not in args.modes:
         traces = [json.loads(line) for line in (args.work_dir / f"{ref}.jsonl").open()]
+        rate, sample = args.naive_rate, None
+        if args.naive_sample is not None:
+            rate, sampled_forwards, sampled_seconds = measure_naive_rate(traces, args.naive_sample)
+            sample = {"every": args.naive_sample, "token_forwards": sampled_forwards,
+                      "seconds": round(sampled_seconds, 1)}
         forwards = sum(naive_token_forwards(t) for t in traces)
-        results["naive"] = {"token_forwards": forwards, "seconds": forwards / args.naive_rate, "estimated": True,
-                            "naive_rate": args.naive_rate, "examples": len(traces), "engine": "naive"}
+        results["naive"] = {"token_forwards": forwards, "seconds": forwards / rate, "estimated": True,
+                            "naive_rate": round(rate, 2), "examples": len(traces), "engine": "naive"}
+        if sample:
+            results["naive"]["rate_sample"] = sample
         print("naive (estimated)", json.dumps(results["naive"]), flush=True)
     for row in results.values():
         row["examples_per_hour"] = 3600 * row["examples"] / row["seconds"]

@@ -239,3 +239,39 @@ def test_incremental_forward_equals_a_fresh_one(tiny_pruner, objective):
         for (k1, v1), (k2, v2) in zip(incremental.layers, fresh.layers):
             torch.testing.assert_close(k1, k2, rtol=1e-10, atol=1e-10)
             torch.testing.assert_close(v1, v2, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("objective", ["joint", "answer"])
+def test_forward_after_a_deletion_built_from_its_scoring_equals_a_fresh_one(tiny_pruner, objective):
+    """The packed engine keeps the best candidate's recomputed suffix; the chain after that deletion is built
+    from it by running only its last token, and equals a fresh forward where any objective reads it."""
+    from chainprune.scoring.objectives import BestContinuation, forward_current, objective_start
+    from chainprune.scoring.packed import score_packed
+    from chainprune.types import ChainIds
+
+    ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
+    m, n_prompt = len(ids.reasoning_ids), len(ids.prompt_ids)
+    current = forward_current(tiny_pruner.model, ids, objective, ForwardStats())
+    for positions in (None, [1, m // 2], [m - 1]):
+        keep = BestContinuation()
+        _, scores = score_packed(tiny_pruner.model, ids, objective, 8192, ForwardStats(), positions, current, keep)
+        wanted = list(range(m)) if positions is None else positions
+        best = max(wanted, key=lambda i: (float(scores[i]), -i))
+        assert keep.kept is not None and keep.kept.cut == best
+        after = ChainIds(ids.prompt_ids, ids.reasoning_ids[:best] + ids.reasoning_ids[best + 1 :], ids.answer_ids)
+        stats = ForwardStats()
+        built = current.after_deletion(tiny_pruner.model, after, objective, stats, keep.kept)
+        fresh = forward_current(tiny_pruner.model, after, objective, ForwardStats())
+        assert stats.token_forwards == 1
+        assert built.base == pytest.approx(fresh.base, rel=1e-12) == pytest.approx(float(scores[best]), rel=1e-12)
+        read = objective_start(n_prompt, m - 1, objective) - n_prompt  # what the objective counts
+        torch.testing.assert_close(built.base_logp[read:], fresh.base_logp[read:], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(built.hidden, fresh.hidden, rtol=1e-10, atol=1e-10)
+        for (k1, v1), (k2, v2) in zip(built.layers, fresh.layers):
+            torch.testing.assert_close(k1, k2, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(v1, v2, rtol=1e-10, atol=1e-10)
+        # another chain (a different deletion) is not built from it
+        other = (best + 1) % m
+        if ids.reasoning_ids[other] != ids.reasoning_ids[best]:
+            wrong = ChainIds(ids.prompt_ids, ids.reasoning_ids[:other] + ids.reasoning_ids[other + 1 :], ids.answer_ids)
+            assert current.after_deletion(tiny_pruner.model, wrong, objective, ForwardStats(), keep.kept) is None

@@ -187,3 +187,37 @@ def test_lookahead_needs_screen_and_is_described():
     with pytest.raises(ValueError, match="needs screen"):
         Approximation(lookahead=4)
     assert Approximation(screen=8, lookahead=4).describe() == {"screen": 8, "lookahead": 4}
+
+
+def test_margin_rescores_in_rounds_until_no_estimate_comes_within_the_margin():
+    from chainprune.pruning.greedy import Approximation
+
+    # exact score of deleting p is -cost[p]; the estimate is -guess[p], mostly over-stating the candidate
+    cost = [5.0, 1.0, 3.0, 0.5, 4.0, 2.0, 6.0, 0.7]
+    guess = [4.0, 0.9, 0.2, 0.4, 0.3, 1.9, 5.0, 0.65]  # by estimate: 2, 4, 3, 7, 1, 5, 0, 6
+    scorer = EstimatingScorer(cost, guess)
+    result = greedy_prune(8, scorer, 1, approximation=Approximation(screen=2, lookahead=3, margin=1.0))
+    # round 1: 2, 4 (exact -3, -4); round 2: estimates >= -4, best first, two: 3, 7 (-0.5, -0.7);
+    # round 3: estimates >= -1.5 not yet scored: 1 (5's -1.9 is not); then none is left within the margin
+    assert scorer.subsets == [[2, 4], [3, 7], [1]]
+    assert result.deletion_order == [3]
+    scorer = EstimatingScorer(cost, guess)
+    greedy_prune(8, scorer, 1, approximation=Approximation(screen=1, lookahead=3, margin=0.0))
+    assert scorer.subsets == [[2], [4], [3]]  # 4 still estimated above the best (-3), then 3 settles it
+
+
+def test_margin_rescores_the_last_passes_runners_up():
+    from chainprune.pruning.greedy import Approximation
+
+    cost = [5.0, 1.0, 3.0, 0.5, 4.0, 2.0, 6.0, 0.7]
+    backwards = [-c for c in cost]  # estimates that rank the truth backwards: every candidate gets re-scored
+    scorer = EstimatingScorer(cost, backwards)
+    result = greedy_prune(8, scorer, 2, approximation=Approximation(screen=2, lookahead=3, margin=0.0))
+    assert scorer.subsets[:4] == [[0, 6], [2, 4], [1, 5], [3, 7]]  # pass 1, in rounds of two; 3 is deleted
+    # pass 2 opens with the two best estimates (positions 6, 0) and pass 1's runners-up (7, 1): indices into
+    # the remaining [0, 1, 2, 4, 5, 6, 7]
+    assert scorer.subsets[4] == [0, 1, 5, 6]
+    assert result.deletion_order == [3, 7]
+    assert Approximation(screen=4, lookahead=3, margin=2.0).describe() == {"screen": 4, "lookahead": 3, "margin": 2.0}
+    with pytest.raises(ValueError, match="needs lookahead"):
+        Approximation(screen=4, margin=2.0)

@@ -49,6 +49,7 @@ def prune(
     screen: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE: between full scorings re-score only the M best candidates by stale scores, plus deletion neighbours.")] = None,
     refresh: Annotated[int, typer.Option(min=1, help="With --screen: a full exact scoring every R passes.")] = 10,
     lookahead: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE, with --screen M: every pass, estimate all candidates from the W tokens after each deletion and re-score exactly the M best estimates (replaces stale scores and --refresh).")] = None,
+    margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up, then keep re-scoring M more, best estimate first, while any estimate is within MARGIN nats of the best exact score found (the fastest faithful mode measured; see README).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip ids already in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives to OUT.scores.jsonl (for `chainprune analyze dynamics`).")] = False,
@@ -77,6 +78,7 @@ def prune(
         screen=screen,
         refresh=refresh,
         lookahead=lookahead,
+        margin=margin,
         save_scores=save_scores,
         surrogate=str(surrogate) if surrogate else None,
     )

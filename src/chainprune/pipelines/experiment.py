@@ -74,6 +74,7 @@ class PrunerSpec:
     screen: int | None = None
     refresh: int = 10
     lookahead: int | None = None
+    margin: float | None = None
     floor: float | None = None  # greedy traces go down to this keep (default: the smallest keep - 0.05)
 
 
@@ -446,14 +447,16 @@ def run_experiment(
         chains_file = chains_dir / "chains.jsonl"
 
         for pruner in config.pruners:
-            pruner_inputs = {k: v for k, v in asdict(pruner).items() if k not in ("name", "floor")}
+            # (margin came later: left out at its default so the stages of earlier runs stay valid)
+            pruner_inputs = {k: v for k, v in asdict(pruner).items()
+                             if k not in ("name", "floor") and not (k == "margin" and v is None)}
             floor = pruner.floor if pruner.floor is not None else round(max(0.01, min(config.keep) - 0.05), 4)
             traces_file = None
             if "greedy" in config.methods:
                 prune_config = PruneConfig(model=pruner.model, objective=pruner.objective, keep=[floor],
                                            engine=pruner.engine, dtype=config.dtype, device=config.device,
                                            per_step=pruner.per_step, screen=pruner.screen, refresh=pruner.refresh,
-                                           lookahead=pruner.lookahead)
+                                           lookahead=pruner.lookahead, margin=pruner.margin)
 
                 def make_traces(d: Path, prune_config: PruneConfig = prune_config) -> None:
                     summary = _reported(reporter, lambda r: run_prune(

@@ -35,17 +35,19 @@ class PruneConfig:
     screen: int | None = None
     refresh: int = 10
     lookahead: int | None = None
+    margin: float | None = None
     save_scores: bool = False  # also write every scoring pass's candidate scores to <out>.scores.jsonl
     surrogate: str | None = None  # with screen: an attention surrogate (analyze surrogate) picks the candidates
 
     # Settings that change the traces: a resumed run must agree on these.
     RESULT_FIELDS = ("model", "objective", "keep", "engine", "dtype", "per_step", "screen", "refresh", "lookahead",
-                     "surrogate")
+                     "margin", "surrogate")
 
     @property
     def approximation(self) -> Approximation:
         return Approximation(
-            per_step=self.per_step, screen=self.screen, refresh=self.refresh, lookahead=self.lookahead
+            per_step=self.per_step, screen=self.screen, refresh=self.refresh, lookahead=self.lookahead,
+            margin=self.margin,
         )
 
     def validate(self) -> None:
@@ -55,7 +57,7 @@ class PruneConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of joint, answer")
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be at least 1")
-        self.approximation  # validates per_step, screen and refresh
+        self.approximation  # validates per_step, screen, refresh, lookahead and margin
         if self.surrogate is not None:
             if self.screen is None:
                 raise ValueError("a surrogate guides screening: pass --screen M with --surrogate")

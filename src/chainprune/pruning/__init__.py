@@ -12,7 +12,7 @@ from chainprune.keep import deletions_for, keep_key, kept_count, normalize_keep_
 from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start
-from chainprune.scoring.objectives import CurrentChain, forward_current, sequence_objectives
+from chainprune.scoring.objectives import BestContinuation, CurrentChain, forward_current, sequence_objectives
 from chainprune.scoring.packed import score_lookahead
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
 
@@ -22,7 +22,8 @@ class ChainScorer:
 
     The KV-sharing engines build on one forward of the chain as it stands; the scorer runs that forward
     itself, incrementally from the previous pass's (only the tokens after the first deletion since are
-    recomputed), and shares it between a pass's estimates and its exact scores. The `naive` reference
+    recomputed), or, when the deletion made is the best candidate the `packed` engine scored, from the states
+    that scoring computed (one token is run); it shares it between a pass's estimates and its exact scores. The `naive` reference
     recomputes everything by design and is given nothing.
     """
 
@@ -34,16 +35,24 @@ class ChainScorer:
         self.max_batch_tokens = max_batch_tokens
         self.stats = ForwardStats()
         self._current: tuple[tuple[int, ...], CurrentChain] | None = None  # the last forward, and its chain
+        self._best = BestContinuation()  # the best candidate scored on that chain, and what scoring it computed
 
     def _at(self, remaining: Sequence[int]) -> ChainIds:
         reasoning = [self.ids.reasoning_ids[i] for i in remaining]
         return ChainIds(self.ids.prompt_ids, reasoning, self.ids.answer_ids)
 
     def _forward(self, remaining: Sequence[int], ids: ChainIds) -> CurrentChain:
+        """The forward of the chain at `remaining`: after the deletion of the best candidate last scored, built
+        from its scoring; otherwise incremental from the last forward."""
         key = tuple(remaining)
         if self._current is None or self._current[0] != key:
             previous = self._current[1] if self._current is not None else None
-            self._current = (key, forward_current(self.model, ids, self.objective_name, self.stats, previous))
+            chain = None
+            if previous is not None and self._best.kept is not None:
+                chain = previous.after_deletion(self.model, ids, self.objective_name, self.stats, self._best.kept)
+            if chain is None:
+                chain = forward_current(self.model, ids, self.objective_name, self.stats, previous)
+            self._current, self._best = (key, chain), BestContinuation()
         return self._current[1]
 
     def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
@@ -51,7 +60,8 @@ class ChainScorer:
         positions = None if subset is None else list(subset)
         current = self._forward(remaining, ids) if self.shares_forward else None
         base, scores = self.engine(
-            self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions, current=current
+            self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions, current=current,
+            keep=self._best if self.shares_forward else None,
         )
         return base, tie_repeated_tokens(ids.reasoning_ids, scores)
 

@@ -48,18 +48,26 @@ class Approximation:
     candidates best under the last full scoring, plus the neighbours of tokens deleted since then.
     screen/lookahead: every pass, estimate every candidate from the `lookahead` tokens after its deletion
     (the rest of the chain's log-probs taken as they are) and re-score exactly the `screen` best estimates.
+    screen/lookahead/margin: as screen/lookahead, with the last pass's two runners-up re-scored too, and then
+    further rounds of up to `screen` candidates, best estimate first, while any candidate not yet re-scored
+    has an estimate within `margin` nats of the best exact score found. An estimate leaves out the damage past
+    its window, which mostly lowers the objective, so it mostly over-states the candidate: a candidate whose
+    estimate is well below an exact score already found is unlikely to beat it.
     """
 
     per_step: int = 1
     screen: int | None = None
     refresh: int = 10
     lookahead: int | None = None
+    margin: float | None = None
 
     def __post_init__(self) -> None:
         if self.per_step < 1 or (self.screen is not None and self.screen < 1) or self.refresh < 1:
             raise ValueError("per_step, screen and refresh must be at least 1")
         if self.lookahead is not None and (self.lookahead < 1 or self.screen is None):
             raise ValueError("lookahead must be at least 1 and needs screen (how many estimates to re-score)")
+        if self.margin is not None and (self.lookahead is None or not self.margin >= 0):
+            raise ValueError("margin must be at least 0 and needs lookahead (the estimates it compares)")
 
     @property
     def exact(self) -> bool:
@@ -73,6 +81,8 @@ class Approximation:
             mode["per_step"] = self.per_step
         if self.lookahead is not None:
             mode.update(screen=self.screen, lookahead=self.lookahead)
+            if self.margin is not None:
+                mode["margin"] = self.margin
         elif self.screen is not None:
             mode.update(screen=self.screen, refresh=self.refresh)
         return mode
@@ -129,6 +139,7 @@ def greedy_prune(
     order: list[int] = []
     values: list[float] = []
     stale: dict[int, float] = {}
+    last_exact: dict[int, float] = {}  # the previous pass's exact scores, by original position
     deleted_since: list[int] = []
     passes = 0
     while len(order) < deletions:
@@ -136,13 +147,13 @@ def greedy_prune(
         full = size is None or (lookahead is None and passes % approximation.refresh == 0)
         if full:
             subset = None
+            base, scores = scorer.candidates(remaining, subset)
         elif lookahead is not None:
-            estimates = [float(e) for e in scorer.estimates(remaining, lookahead)]
-            subset = sorted(ranked_candidates(estimates, range(len(remaining)))[:size])
+            base, scores, subset = lookahead_pass(scorer, remaining, approximation, last_exact)
         else:
             guide = stale if screener is None else dict(zip(remaining, (float(s) for s in screener(remaining))))
             subset = screened_subset(remaining, guide, deleted_since, size)
-        base, scores = scorer.candidates(remaining, subset)
+            base, scores = scorer.candidates(remaining, subset)
         scores = [float(s) for s in scores]
         passes += 1
         if len(scores) != len(remaining):
@@ -157,6 +168,7 @@ def greedy_prune(
         if full:
             stale = {remaining[k]: scores[k] for k in range(len(remaining))}
             deleted_since = []
+        last_exact = {remaining[k]: scores[k] for k in scored}
         take = min(approximation.per_step, deletions - len(order))
         picked = ranked_candidates(scores, scored)[:take]
         for position in [remaining[k] for k in picked]:
@@ -171,3 +183,32 @@ def greedy_prune(
     if deletions == 0:
         values.append(float(scorer.objective(remaining)))
     return GreedyResult(deletion_order=order, objective_values=values, scoring_passes=passes)
+
+
+RUNNERS_UP = 2  # with a margin, the previous pass's best survivors are re-scored too
+
+
+def lookahead_pass(
+    scorer: Scorer, remaining: Sequence[int], approximation: Approximation, last_exact: dict[int, float]
+) -> tuple[float, list[float], list[int]]:
+    """One screened pass guided by lookahead estimates: (objective, scores with NaN where not re-scored, the
+    indices re-scored). Without a margin, the `screen` best estimates; with one, see `Approximation`."""
+    size, margin = approximation.screen, approximation.margin
+    estimates = [float(e) for e in scorer.estimates(remaining, approximation.lookahead)]
+    by_estimate = ranked_candidates(estimates, range(len(remaining)))
+    subset = set(by_estimate[:size])
+    if margin is not None:
+        known = [k for k, position in enumerate(remaining) if position in last_exact]
+        subset.update(sorted(known, key=lambda k: (-last_exact[remaining[k]], k))[:RUNNERS_UP])
+    base, scores = scorer.candidates(remaining, sorted(subset))
+    scores = [float(s) for s in scores]
+    while margin is not None:
+        best = max(scores[k] for k in subset)
+        more = [k for k in by_estimate if k not in subset and estimates[k] >= best - margin][:size]
+        if not more:
+            break
+        _, extra = scorer.candidates(remaining, sorted(more))
+        for k in more:
+            scores[k] = float(extra[k])
+        subset.update(more)
+    return base, scores, sorted(subset)

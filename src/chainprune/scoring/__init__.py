@@ -4,7 +4,9 @@ An engine is a plain function `(model, ids, objective, max_batch_tokens, stats) 
 `base` is the objective of the chain as it stands, `candidates[i]` the objective after deleting reasoning
 token i. Given `positions`, an engine scores only those candidates (the rest are NaN): approximate modes
 use this to re-score a screened few. Given `current` (the chain's own forward, `forward_current`), an engine
-that builds on it need not run it again. Engines differ only in how much work they do; all agree to rounding.
+that builds on it need not run it again. Given `keep`, an engine that can offers it the recomputed suffix of
+the best candidate it scored, from which the next pass's forward is built. Engines differ only in how much
+work they do; all agree to rounding.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.naive import score_naive
-from chainprune.scoring.objectives import CurrentChain, objective_start, reference_objective, sequence_objectives
+from chainprune.scoring.objectives import BestContinuation, CurrentChain, objective_start, reference_objective, sequence_objectives
 from chainprune.scoring.packed import score_packed
 from chainprune.scoring.prefix import score_prefix
 from chainprune.types import ChainIds
@@ -31,6 +33,7 @@ class Engine(Protocol):
         stats: ForwardStats,
         positions: list[int] | None = None,
         current: CurrentChain | None = None,
+        keep: BestContinuation | None = None,
     ) -> tuple[float, torch.Tensor]: ...
 
 

@@ -54,7 +54,9 @@ class CurrentChain:
     n_prompt: int
     hidden: torch.Tensor  # (L, d) last hidden states
     layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, L, head_dim)
-    base_logp: torch.Tensor  # (L - P,) log p(seq[P + k] | seq[:P + k])
+    # (L - P,) log p(seq[P + k] | seq[:P + k]); 0 before the objective's start when built by `after_deletion`
+    # (nothing reads those)
+    base_logp: torch.Tensor
     base_cumsum: torch.Tensor  # (L - P + 1,) [k] = sum of base_logp[:k]
     base: float  # the objective of the chain as it stands
     candidate_start: int  # first counted target index in a candidate sequence (one token shorter)
@@ -64,6 +66,41 @@ class CurrentChain:
         first = max(0, self.candidate_start - self.n_prompt)
         cut = torch.as_tensor(cut, device=self.base_cumsum.device)
         return self.base_cumsum[cut] - self.base_cumsum[torch.clamp(cut, max=first)]
+
+    @torch.no_grad()
+    def after_deletion(
+        self, model: Any, ids: ChainIds, objective: str, stats: ForwardStats, continuation: Continuation
+    ) -> CurrentChain | None:
+        """The forward of `ids`, this chain less reasoning token `continuation.cut`, built from the states
+        scoring that deletion computed: only the last token (which predicts nothing, so scoring left it out)
+        is run. Same numbers to rounding as `forward_current`; None when `ids` is not that chain."""
+        at = self.n_prompt + continuation.cut
+        seq = torch.cat([self.seq[:at], self.seq[at + 1 :]])
+        if ids.input_ids != seq.tolist() or continuation.hidden.shape[0] != seq.shape[0] - at - 1:
+            return None
+        length, m = seq.shape[0], len(ids.reasoning_ids)
+        layers = [
+            (torch.cat([k[:, :, :at], ck], dim=2), torch.cat([v[:, :, :at], cv], dim=2))
+            for (k, v), (ck, cv) in zip(self.layers, continuation.layers)
+        ]
+        position = torch.tensor([[length - 1]], device=seq.device)
+        out = run_decoder(
+            model, DynamicCache(ddp_cache_data=layers), input_ids=seq[None, -1:], position_ids=position, use_cache=True
+        )
+        stats.add(1, 1)
+        # the target at P + cut (the token after the deleted one) is predicted by the last unchanged position
+        boundary = self.boundary_logp(model, torch.tensor([continuation.cut], device=seq.device), seq[at : at + 1])
+        base_logp = torch.cat([self.base_logp[: continuation.cut], boundary, continuation.logp])
+        return CurrentChain(
+            seq=seq,
+            n_prompt=self.n_prompt,
+            hidden=torch.cat([self.hidden[:at], continuation.hidden, out.last_hidden_state[0]]),
+            layers=[(layer.keys, layer.values) for layer in output_cache(out).layers],
+            base_logp=base_logp,
+            base_cumsum=torch.cat([base_logp.new_zeros(1), base_logp.cumsum(0)]),
+            base=float(base_logp[objective_start(self.n_prompt, m, objective) - self.n_prompt :].sum()),
+            candidate_start=objective_start(self.n_prompt, max(m - 1, 0), objective),
+        )
 
     def boundary_logp(self, model: Any, cut: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(targets[r] | the current chain's hidden state at P + cut[r] - 1), 0 where not counted.
@@ -77,6 +114,35 @@ class CurrentChain:
             rows = self.hidden[self.n_prompt + cut[counted] - 1]
             out[counted] = target_logprobs(model, rows, targets[counted])
         return out
+
+
+@dataclass
+class Continuation:
+    """What exactly scoring the deletion of reasoning token `cut` computed of the chain after it: the keys,
+    values, hidden states and target log-probs (0 where the objective does not count them) of its recomputed
+    suffix, every position from P + cut to the one before the last. If that deletion is made, the next chain's
+    forward is these plus one token (`CurrentChain.after_deletion`)."""
+
+    cut: int
+    score: float
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, n, head_dim)
+    hidden: torch.Tensor  # (n, d)
+    logp: torch.Tensor  # (n,) float64: packed token k's log-prob of its target seq[P + cut + 2 + k]
+
+
+class BestContinuation:
+    """Keeps the continuation of the best candidate an engine offers (exact ties to the smallest position):
+    greedy deletes that one, so the next pass's forward of the chain comes almost free."""
+
+    def __init__(self) -> None:
+        self.kept: Continuation | None = None
+
+    def wants(self, cut: int, score: float) -> bool:
+        return self.kept is None or score > self.kept.score or (score == self.kept.score and cut < self.kept.cut)
+
+    def offer(self, continuation: Continuation) -> None:
+        if self.wants(continuation.cut, continuation.score):
+            self.kept = continuation
 
 
 @torch.no_grad()

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from chainprune.scoring.logprobs import ForwardStats, run_decoder, target_logprobs
-from chainprune.scoring.objectives import CurrentChain, forward_current
+from chainprune.scoring.logprobs import ForwardStats, output_cache, run_decoder, target_logprobs
+from chainprune.scoring.objectives import BestContinuation, Continuation, CurrentChain, forward_current
 from chainprune.types import ChainIds
 
 PACK_TOKENS = 1024  # packed tokens per forward: the mask and attention grow as T x (L + T)
@@ -38,13 +38,15 @@ def score_packed(
     stats: ForwardStats,
     positions: list[int] | None = None,
     current: CurrentChain | None = None,
+    keep: BestContinuation | None = None,
 ) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
 
     With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
-    when the caller already ran it (`forward_current`), so it is not run twice.
+    when the caller already ran it (`forward_current`), so it is not run twice. `keep` is offered each
+    candidate's recomputed suffix, to build the next chain's forward from.
     """
-    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, None, current)
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, None, current, keep)
 
 
 @torch.no_grad()
@@ -66,7 +68,7 @@ def score_lookahead(
     """
     if window < 1:
         raise ValueError("window must be at least 1")
-    return _packed_scores(model, ids, objective, max_batch_tokens, stats, None, window, current)
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, None, window, current, None)
 
 
 def _packed_scores(
@@ -78,6 +80,7 @@ def _packed_scores(
     positions: list[int] | None,
     window: int | None,
     current: CurrentChain | None,
+    keep: BestContinuation | None,
 ) -> tuple[float, torch.Tensor]:
     """Exact candidate scores (window None), or lookahead estimates recomputing `window` targets each."""
     m = len(ids.reasoning_ids)
@@ -100,7 +103,7 @@ def _packed_scores(
         last = length - n_prompt
         scores[cand] += current.base_cumsum[last] - current.base_cumsum[torch.clamp(first_tail, max=last)]
         suffixes = {i: min(n, window - 1) for i, n in suffixes.items()}
-    _score_packs(model, seq, n_prompt, start, current.layers, suffixes, max_batch_tokens, scores, stats)
+    _score_packs(model, seq, n_prompt, start, current.layers, suffixes, max_batch_tokens, scores, stats, keep)
     return current.base, scores.cpu()
 
 
@@ -114,6 +117,7 @@ def _score_packs(
     max_batch_tokens: int,
     scores: torch.Tensor,
     stats: ForwardStats,
+    keep: BestContinuation | None = None,
 ) -> None:
     """Recompute `suffixes[i]` packed tokens after each candidate i's deletion, in packs of bounded size."""
     pack_limit = max(1, min(PACK_TOKENS, max_batch_tokens))
@@ -123,12 +127,12 @@ def _score_packs(
         if suffix <= 0:
             continue
         if group and group_tokens + suffix > pack_limit:
-            _score_pack(model, seq, n_prompt, start, layers, group, scores, stats)
+            _score_pack(model, seq, n_prompt, start, layers, group, scores, stats, keep)
             group, group_tokens = {}, 0
         group[i] = suffix
         group_tokens += suffix
     if group:
-        _score_pack(model, seq, n_prompt, start, layers, group, scores, stats)
+        _score_pack(model, seq, n_prompt, start, layers, group, scores, stats, keep)
 
 
 def _score_pack(
@@ -140,8 +144,10 @@ def _score_pack(
     suffixes: dict[int, int],
     scores: torch.Tensor,
     stats: ForwardStats,
+    keep: BestContinuation | None = None,
 ) -> None:
-    """One forward of the packed suffixes (candidate -> token count); adds their log-probs to `scores`."""
+    """One forward of the packed suffixes (candidate -> token count); adds their log-probs to `scores`.
+    With `keep`, offers it the best candidate of the pack (whose scores are then complete)."""
     device, length = seq.device, seq.shape[0]
     owner, offset = [], []  # per packed token: which candidate, and its index within that suffix
     for i, n in suffixes.items():
@@ -161,13 +167,26 @@ def _score_pack(
     dtype = layers[0][0].dtype
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
 
-    cache = DynamicCache(ddp_cache_data=layers)
-    hidden = run_decoder(
-        model, cache, input_ids=inputs[None], attention_mask=mask[None, None], position_ids=positions[None],
-        use_cache=True,
-    ).last_hidden_state[0]  # (T, d)
+    out = run_decoder(
+        model, DynamicCache(ddp_cache_data=layers), input_ids=inputs[None], attention_mask=mask[None, None],
+        position_ids=positions[None], use_cache=True,
+    )
+    hidden = out.last_hidden_state[0]  # (T, d)
     stats.add(1, total)
     # packed token k of candidate i predicts seq[P + i + 2 + k], at candidate-sequence index P + i + 1 + k
     counted = (positions + 1) >= start
     logp = target_logprobs(model, hidden[counted], targets[counted])
     scores.index_add_(0, owner_t[counted], logp)
+    if keep is not None:
+        best = max(suffixes, key=lambda i: (float(scores[i]), -i))
+        if keep.wants(best, float(scores[best])):
+            rows = slice(owner.index(best), owner.index(best) + suffixes[best])
+            row_logp = torch.zeros(total, dtype=logp.dtype, device=device).masked_scatter_(counted, logp)
+            keep.offer(Continuation(
+                cut=best,
+                score=float(scores[best]),
+                layers=[(layer.keys[:, :, length:][:, :, rows].clone(), layer.values[:, :, length:][:, :, rows].clone())
+                        for layer in output_cache(out).layers],
+                hidden=hidden[rows].clone(),
+                logp=row_logp[rows],
+            ))
