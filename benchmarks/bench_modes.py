@@ -57,7 +57,7 @@ for _screen, _window, _margin in [(4, 3, 2.0), (4, 2, 2.0), (4, 4, 2.0), (4, 3, 
         engine="packed", screen=_screen, lookahead=_window, margin=_margin)
 
 
-def write_chains(path: Path, n: int, max_words: int, seed: int) -> None:
+def write_chains(path: Path, n: int, max_words: int, seed: int, min_words: int = 0) -> None:
     records = [json.loads(line) for line in GSM8K.open()]
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
@@ -65,7 +65,7 @@ def write_chains(path: Path, n: int, max_words: int, seed: int) -> None:
     for i in order:
         reasoning, answer = records[i]["answer"].split("####")
         reasoning = CALCULATOR.sub("", reasoning).strip()
-        if len(reasoning.split()) <= max_words:
+        if min_words <= len(reasoning.split()) <= max_words:
             chain = {"id": f"gsm8k-train-{i}", "question": records[i]["question"], "reasoning": reasoning,
                      "answer": f"The answer is {answer.strip()}."}
             lines.append(json.dumps(chain))
@@ -128,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=8)
     parser.add_argument("--max-reasoning", type=int, default=60, help="longest reasoning kept, in words")
+    parser.add_argument("--min-reasoning", type=int, default=0, help="shortest reasoning kept, in words")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench-modes"))
@@ -147,9 +148,10 @@ def main() -> None:
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     chains = args.work_dir / "chains.jsonl"
-    write_chains(chains, args.examples, args.max_reasoning, args.seed)
+    write_chains(chains, args.examples, args.max_reasoning, args.seed, args.min_reasoning)
     previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
-    if previous and (previous["examples"], previous["max_reasoning_words"]) != (args.examples, args.max_reasoning):
+    chosen = (args.examples, args.max_reasoning, args.min_reasoning)
+    if previous and (previous["examples"], previous["max_reasoning_words"], previous.get("min_reasoning_words", 0)) != chosen:
         parser.error(f"--merge: {args.out} holds another set of chains")
     results = dict(previous["modes"]) if previous else {}
     ref = args.reference
@@ -198,6 +200,7 @@ def main() -> None:
         "torch": torch.__version__,
         "examples": args.examples,
         "max_reasoning_words": args.max_reasoning,
+        "min_reasoning_words": args.min_reasoning,
         "modes": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from chainprune.analysis.categories import CATEGORIES, check_categories, rule_annotator, spread_to_tokens
+from chainprune.analysis.categories import check_categories, rule_annotator, spread_to_tokens
 from chainprune.analysis.retention import overall_kept_fraction, retention_curve
 from chainprune.cli import app
 from chainprune.pipelines.analyze import run_annotate, run_retention

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from chainprune.analysis.dynamics import chain_dynamics, hit_at_size, ranked_by_score
 from chainprune.cli import app
-from chainprune.data.scores import ScorePass, ScoreRecorder, decode_record, load_scores, scores_path
+from chainprune.data.scores import ScoreRecorder, decode_record, load_scores, scores_path
 from chainprune.pipelines.analyze import run_dynamics
 from chainprune.pipelines.prune import PruneConfig, run_prune
 from chainprune.pruning import ChainScorer

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from chainprune.analysis.judge import RUBRIC, parse_judgment, summarize
 from chainprune.analysis.llm import JsonLLM, LLMAnnotator, LLMError, share_within_words
 from chainprune.cli import app
-from chainprune.pipelines.analyze import run_annotate, run_judge
+from chainprune.pipelines.analyze import run_judge
 
 
 class FakeOpenAI:

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from chainprune.chains import tokenize_chain
 from chainprune.data.jsonl import read_traces
-from chainprune.models import LoadedModel
 from chainprune.pipelines.baselines import (
     BaselineConfig,
     MatchConfig,

@@ -87,3 +87,19 @@ def test_bundled_tokenizer_on_real_gsm8k_chains(bundled_pruner):
         assert ids.input_ids == whole_conversation_ids(tokenizer, chain)
         assert "".join(ids.reasoning_texts) == chain.reasoning
         assert ids.prompt_ids[:1] == tokenizer.convert_tokens_to_ids(["<|im_start|>"])
+
+
+def test_template_without_a_system_turn_gets_the_system_text_in_the_user_turn():
+    """Some chat templates (Gemma's) raise on a system message: the system text then opens the user turn,
+    as it does for generation and distillation, and the parts still concatenate to the conversation."""
+    rejecting = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tokenizer = make_tokenizer(chat_template=rejecting)
+    chain = CHAINS[1]
+    ids = tokenize_chain(tokenizer, chain)
+    assert ids.input_ids == whole_conversation_ids(tokenizer, chain)
+    assert tokenizer.decode(ids.prompt_ids).startswith(f"<|im_start|>user\n{chain.system}\n\n{chain.question}")
+    assert tokenizer.decode(ids.reasoning_ids) == chain.reasoning

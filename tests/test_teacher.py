@@ -232,6 +232,13 @@ def test_cli_teacher_and_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_pr
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary[0]["examples"] == 4 and summary[0]["dataset"] == "gsm8k"
     assert len(read(tmp_path / "eval" / "tiny" / "gsm8k-all.jsonl")) == 4
+    # an existing output is refused before any model loads (the model folder is gone: no load error shows)
+    (tmp_path / "tiny2").mkdir()
+    (tmp_path / "eval" / "tiny2").mkdir()
+    (tmp_path / "eval" / "tiny2" / "gsm8k-all.jsonl").write_text('{"id": "x"}\n')
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "tiny2"), "--data-file", str(data),
+                                      "--split", "all", "--out-dir", str(tmp_path / "eval"), "--device", "cpu"])
+    assert result.exit_code == 2 and "already exists" in result.output, result.output
 
     with data.open("a") as f:  # a bad row: reported with its line, the others still run, exit code 1
         f.write(json.dumps({"question": "q"}) + "\n")

@@ -32,14 +32,26 @@ def assistant_text(reasoning: str, answer: str) -> str:
     return reasoning + ANSWER_JOINER + answer if reasoning else answer
 
 
+def chat_messages(tokenizer: Any, system: str | None, question: str) -> list[dict[str, str]]:
+    """The prompt turns for a chat template: system (when given) and user. A template that rejects a system
+    turn (Gemma's raise) gets the system text at the start of the user turn instead."""
+    if not system:
+        return [{"role": "user", "content": question}]
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    try:
+        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:
+        return [{"role": "user", "content": f"{system}\n\n{question}"}]
+    return messages
+
+
 def render(tokenizer: Any, chain: Chain) -> tuple[str, int, bool]:
     """The whole conversation as text, the character index where the reasoning starts, and whether the
     text came from a chat template (whose special tokens are written out in the text itself)."""
     reasoning, answer = chain.reasoning.strip(), chain.answer.strip()
     content = assistant_text(reasoning, answer)
     if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "system", "content": chain.system}] if chain.system else []
-        messages.append({"role": "user", "content": chain.question})
+        messages = chat_messages(tokenizer, chain.system, chain.question)
         head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(
             messages + [{"role": "assistant", "content": content}], tokenize=False

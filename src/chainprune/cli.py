@@ -49,7 +49,7 @@ def prune(
     screen: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE: between full scorings re-score only the M best candidates by stale scores, plus deletion neighbours.")] = None,
     refresh: Annotated[int, typer.Option(min=1, help="With --screen: a full exact scoring every R passes.")] = 10,
     lookahead: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE, with --screen M: every pass, estimate all candidates from the W tokens after each deletion and re-score exactly the M best estimates (replaces stale scores and --refresh).")] = None,
-    margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up, then keep re-scoring M more, best estimate first, while any estimate is within MARGIN nats of the best exact score found (the fastest faithful mode measured; see README).")] = None,
+    margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up, then keep re-scoring M more, best estimate first, while any estimate is within MARGIN nats of the best exact score found (fewer token-forwards than the plain lookahead screen; see README for the measured trade-off).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip ids already in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives to OUT.scores.jsonl (for `chainprune analyze dynamics`).")] = False,
@@ -310,7 +310,7 @@ def evaluate(
 
     from rich.table import Table
 
-    from chainprune.pipelines.evaluate import EvalConfig, output_path, run_evaluate
+    from chainprune.pipelines.evaluate import EvalConfig, output_path, refuse_existing, run_evaluate
 
     console = err_console
     models, datasets = model or ["smollm2-135m"], [d.value for d in dataset] if dataset else ["gsm8k"]
@@ -330,6 +330,7 @@ def evaluate(
             out = output_path(out_dir, name, ds, split)
             progress, advance = _bar(console, f"{name} {ds}")
             try:
+                refuse_existing(out, resume, overwrite)  # before the model loads
                 if generator is None:  # one model load for all datasets
                     from chainprune.generation import make_generator
 

@@ -46,6 +46,19 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
+def decode_lines(path: Path) -> tuple[list[tuple[int, Any]], list[RecordError]]:
+    """(line number, decoded JSON value) of every non-blank line that is valid JSON, and an error for each
+    line that is not."""
+    decoded: list[tuple[int, Any]] = []
+    errors: list[RecordError] = []
+    for number, line in read_lines(path):
+        try:
+            decoded.append((number, json.loads(line)))
+        except json.JSONDecodeError as e:
+            errors.append(RecordError(number, None, f"not valid JSON ({e.msg} at column {e.colno})"))
+    return decoded, errors
+
+
 def parse_chain(record: Any) -> Chain:
     """A validated Chain from one decoded JSON value; ValueError says what is wrong."""
     if not isinstance(record, dict):
@@ -68,14 +81,9 @@ def read_valid(path: Path, parse: Callable[[Any], T]) -> tuple[list[tuple[int, s
     """(line number, id, parse(record)) for every valid line, and an error for every bad one (duplicate ids
     included). `parse` raises ValueError for an invalid record, and checks its `id` (kept as a string)."""
     valid: list[tuple[int, str, T]] = []
-    errors: list[RecordError] = []
+    decoded, errors = decode_lines(path)
     first_seen: dict[str, int] = {}
-    for number, line in read_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(RecordError(number, None, f"not valid JSON ({e.msg} at column {e.colno})"))
-            continue
+    for number, record in decoded:
         record_id = str(record["id"]) if isinstance(record, dict) and record.get("id") is not None else None
         try:
             value = parse(record)
@@ -87,7 +95,7 @@ def read_valid(path: Path, parse: Callable[[Any], T]) -> tuple[list[tuple[int, s
             continue
         first_seen[record_id] = number
         valid.append((number, record_id, value))
-    return valid, errors
+    return valid, sorted(errors, key=lambda e: e.line)
 
 
 def read_chains(path: Path) -> tuple[list[tuple[int, Chain]], list[RecordError]]:

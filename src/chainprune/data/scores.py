@@ -12,7 +12,6 @@ crash left an id twice, the last record wins.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from chainprune.data.jsonl import RecordError, read_lines
+from chainprune.data.jsonl import RecordError, decode_lines
 
 
 def scores_path(traces: Path) -> Path:
@@ -75,17 +74,13 @@ def load_scores(path: Path) -> tuple[dict[str, tuple[int, list[ScorePass]]], lis
     """(id -> (n, passes), errors): a bad line is reported and skipped; the last record of an id wins
     (a crash between writing the sidecar and the trace can repeat one)."""
     by_id: dict[str, tuple[int, list[ScorePass]]] = {}
-    errors: list[RecordError] = []
-    for number, line in read_lines(path):
-        record_id = None
+    decoded, errors = decode_lines(path)
+    for number, record in decoded:
+        record_id = str(record["id"]) if isinstance(record, dict) and "id" in record else None
         try:
-            record = json.loads(line)
-            record_id = str(record["id"]) if isinstance(record, dict) and "id" in record else None
             if record_id is None:
                 raise ValueError("missing field 'id'")
             by_id[record_id] = decode_record(record)
-        except json.JSONDecodeError as e:
-            errors.append(RecordError(number, None, f"not valid JSON ({e.msg} at column {e.colno})"))
         except ValueError as e:
             errors.append(RecordError(number, record_id, str(e)))
-    return by_id, errors
+    return by_id, sorted(errors, key=lambda e: e.line)

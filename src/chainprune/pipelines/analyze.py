@@ -11,7 +11,6 @@ code, write JSONL / CSV / figures.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from chainprune.analysis.categories import CATEGORIES, Annotator, check_categories, rule_annotator
 from chainprune.analysis.retention import overall_kept_fraction, retention_curve
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, repair_and_read_ids
+from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines, repair_and_read_ids
 
 Track = Callable[[Iterable, int, str], Iterable]  # (items, total, description) -> items, e.g. a progress bar
 
@@ -30,13 +29,9 @@ def no_track(items: Iterable, total: int, description: str) -> Iterable:
 
 def read_records(path: Path, required: Sequence[str] = ("id", "tokens")) -> tuple[list[tuple[int, dict]], list[RecordError]]:
     """Every JSON object of a JSONL file having `required` fields, with its line; errors for the others."""
-    records, errors = [], []
-    for number, line in read_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            errors.append(RecordError(number, None, f"not valid JSON ({e.msg} at column {e.colno})"))
-            continue
+    records = []
+    decoded, errors = decode_lines(path)
+    for number, record in decoded:
         if not isinstance(record, dict):
             errors.append(RecordError(number, None, "expected a JSON object"))
             continue
@@ -46,7 +41,7 @@ def read_records(path: Path, required: Sequence[str] = ("id", "tokens")) -> tupl
                                       f"missing field(s) {', '.join(map(repr, missing))}"))
             continue
         records.append((number, record))
-    return records, errors
+    return records, sorted(errors, key=lambda e: e.line)
 
 
 # ---- annotate ----

@@ -126,6 +126,13 @@ def output_path(out_dir: Path, model: str, dataset: str, split: str) -> Path:
     return Path(out_dir) / folder / f"{dataset}-{split}.jsonl"
 
 
+def refuse_existing(out: Path, resume: bool, overwrite: bool) -> None:
+    """ValueError when `out` already holds records and neither resuming nor replacing it was asked for
+    (checked before a model is loaded)."""
+    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+
+
 def run_evaluate(
     out: Path,
     config: EvalConfig,
@@ -143,8 +150,7 @@ def run_evaluate(
     """
     out = Path(out)
     task = get_task(config.dataset)
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    refuse_existing(out, resume, overwrite)
     if overwrite and not resume:
         out.unlink(missing_ok=True)
     done: set[str] = set()

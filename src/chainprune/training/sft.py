@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainprune.chains import assistant_text
+from chainprune.chains import assistant_text, chat_messages
 from chainprune.generation import render_prompt
 
 TRAIN_EXTRA_HINT = "distillation needs trl and peft: pip install 'chainprune[train]'"
@@ -77,21 +77,11 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
 
 
-def _messages(tokenizer: Any, system: str | None, question: str) -> list[dict[str, str]]:
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-    if system:
-        try:
-            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception:  # templates such as Gemma's reject a system turn: fold it into the question, as generation does
-            messages = [{"role": "user", "content": f"{system}\n\n{question}"}]
-    return messages
-
-
 def sft_example(tokenizer: Any, system: str | None, question: str, reasoning: str, answer: str) -> dict[str, Any]:
     """One prompt-completion SFT example in the student's chat template (see the module docstring)."""
     completion = assistant_text(reasoning.strip(), answer.strip())
     if getattr(tokenizer, "chat_template", None):
-        return {"prompt": _messages(tokenizer, system, question),
+        return {"prompt": chat_messages(tokenizer, system, question),
                 "completion": [{"role": "assistant", "content": completion}]}
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     return {"prompt": render_prompt(tokenizer, messages), "completion": completion}
