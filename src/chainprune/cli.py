@@ -310,7 +310,8 @@ def evaluate(
 
     from rich.table import Table
 
-    from chainprune.pipelines.evaluate import EvalConfig, output_path, refuse_existing, run_evaluate
+    from chainprune.data.jsonl import refuse_existing
+    from chainprune.pipelines.evaluate import EvalConfig, output_path, run_evaluate
 
     console = err_console
     models, datasets = model or ["smollm2-135m"], [d.value for d in dataset] if dataset else ["gsm8k"]

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import torch
 
+from chainprune.chains import chat_messages
 from chainprune.models import LoadedModel, load_model
 
 Messages = list[dict[str, str]]
@@ -63,19 +64,16 @@ def derive_seed(seed: int, *keys: str) -> int:
 
 
 def render_prompt(tokenizer: Any, messages: Messages) -> str:
-    """The conversation as the model sees it, up to the start of the assistant's turn. A template that
-    rejects a system turn gets the system text folded into the user message instead."""
+    """The conversation (its system text and last user turn) as the model sees it, up to the start of the
+    assistant's turn, in the turns `chains.chat_messages` gives: a template that rejects a system turn gets
+    the system text at the start of the user turn instead."""
     if not getattr(tokenizer, "chat_template", None):
         system = "".join(m["content"] + "\n\n" for m in messages if m["role"] == "system")
         user = messages[-1]["content"]
         return f"{system}Question: {user}\nAnswer: "  # chains.PLAIN_TEMPLATE, so pruning sees the same prompt
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # templates such as Gemma's raise on a system role
-        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-        rest = [dict(m) for m in messages if m["role"] != "system"]
-        rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
-        return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = chat_messages(tokenizer, system, messages[-1]["content"])  # the same turns pruning tokenizes
+    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
 
 def stop_token_ids(loaded: LoadedModel) -> list[int]:

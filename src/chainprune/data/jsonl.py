@@ -163,6 +163,12 @@ def config_path(out: Path) -> Path:
     return out.with_name(out.name + ".config.json")
 
 
+def refuse_existing(out: Path, resume: bool, overwrite: bool) -> None:
+    """ValueError when `out` already holds records and neither resuming nor replacing it was asked for."""
+    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+
+
 def check_resume_settings(out: Path, settings: dict[str, Any], result_fields: Sequence[str]) -> None:
     """Refuse to resume `out` with settings that would change its records (those saved beside it differ)."""
     path = config_path(out)

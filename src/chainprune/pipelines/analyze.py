@@ -18,7 +18,7 @@ from typing import Any
 
 from chainprune.analysis.categories import CATEGORIES, Annotator, check_categories, rule_annotator
 from chainprune.analysis.retention import overall_kept_fraction, retention_curve
-from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines, repair_and_read_ids
+from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines, refuse_existing, repair_and_read_ids
 
 Track = Callable[[Iterable, int, str], Iterable]  # (items, total, description) -> items, e.g. a progress bar
 
@@ -73,8 +73,7 @@ def run_annotate(
     traces, out = Path(traces), Path(out)
     if not traces.exists():
         raise ValueError(f"input file {traces} does not exist")
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    refuse_existing(out, resume, overwrite)
     if overwrite and not resume:
         out.unlink(missing_ok=True)
     summary = AnnotateSummary()
@@ -297,8 +296,7 @@ def run_judge(
 
     keeps = normalize_keep_fractions(keeps)
     traces, out = Path(traces), Path(out)
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    refuse_existing(out, resume, overwrite)
     if overwrite and not resume:
         out.unlink(missing_ok=True)
     questions = {c.id: c.question for _, c in read_chains(chains)[0]} if chains else {}

@@ -19,7 +19,7 @@ from statistics import mean
 from typing import Any
 
 from chainprune.chains import ChainError, tokenize_chain
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.keep import keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
 from chainprune.pipelines.prune import Reporter, write_errors
@@ -142,8 +142,7 @@ def chain_seed(seed: int, chain_id: str) -> int:
 
 
 def _prepare_output(out: Path, config: Any, resume: bool, overwrite: bool, summary: RunSummary) -> set[str]:
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    refuse_existing(out, resume, overwrite)
     if overwrite and not resume:
         out.unlink(missing_ok=True)
     done: set[str] = set()

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.generation import Generator, Sampling, derive_seed, make_generator
 from chainprune.tasks import Example, Task, get_task, load_examples
 
@@ -124,13 +124,6 @@ def output_path(out_dir: Path, model: str, dataset: str, split: str) -> Path:
     """OUT_DIR/<model>/<dataset>-<split>.jsonl; <model> is a local folder's name or the hub id with / -> __."""
     folder = Path(model).name if Path(model).exists() else model.replace("/", "__")
     return Path(out_dir) / folder / f"{dataset}-{split}.jsonl"
-
-
-def refuse_existing(out: Path, resume: bool, overwrite: bool) -> None:
-    """ValueError when `out` already holds records and neither resuming nor replacing it was asked for
-    (checked before a model is loaded)."""
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
 
 
 def run_evaluate(

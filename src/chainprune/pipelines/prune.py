@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
@@ -137,8 +137,7 @@ def open_run(
     config.validate()
     if not input_path.exists():
         raise ValueError(f"input file {input_path} does not exist")
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    refuse_existing(out, resume, overwrite)
     if overwrite and not resume:
         out.unlink(missing_ok=True)
         scores_path(out).unlink(missing_ok=True)

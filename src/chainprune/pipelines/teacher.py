@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.generation import Generator, Sample, Sampling, derive_seed, make_generator
 from chainprune.tasks import Example, Task, get_task, load_examples
 
@@ -129,8 +129,7 @@ def run_teacher(
     out = Path(out)
     task = get_task(config.dataset)
     config.sampling  # validates the sampling settings before anything is loaded
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise ValueError(f"{out} already exists: pass --resume to continue it or --overwrite to replace it")
+    refuse_existing(out, resume, overwrite)
     if overwrite and not resume:
         out.unlink(missing_ok=True)
         samples_path(out).unlink(missing_ok=True)

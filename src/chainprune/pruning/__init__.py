@@ -23,8 +23,8 @@ class ChainScorer:
     The KV-sharing engines build on one forward of the chain as it stands; the scorer runs that forward
     itself, incrementally from the previous pass's (only the tokens after the first deletion since are
     recomputed), or, when the deletion made is the best candidate the `packed` engine scored, from the states
-    that scoring computed (one token is run); it shares it between a pass's estimates and its exact scores. The `naive` reference
-    recomputes everything by design and is given nothing.
+    that scoring computed (one token is run); it shares it between a pass's estimates and its exact scores.
+    The `naive` reference recomputes everything by design and is given nothing.
     """
 
     def __init__(self, model: Any, ids: ChainIds, objective: str, engine: str, max_batch_tokens: int):

@@ -180,7 +180,8 @@ def _score_pack(
     if keep is not None:
         best = max(suffixes, key=lambda i: (float(scores[i]), -i))
         if keep.wants(best, float(scores[best])):
-            rows = slice(owner.index(best), owner.index(best) + suffixes[best])
+            first = owner.index(best)
+            rows = slice(first, first + suffixes[best])
             row_logp = torch.zeros(total, dtype=logp.dtype, device=device).masked_scatter_(counted, logp)
             keep.offer(Continuation(
                 cut=best,
