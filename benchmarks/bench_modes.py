@@ -51,8 +51,9 @@ MODES = {
 # Lookahead screening with `packed` for the exact re-scoring (the fastest exact engine on these chains).
 for _screen, _window in [(8, 4), (4, 4), (6, 4), (4, 8), (3, 16), (2, 16), (8, 16)]:
     MODES[f"packed,screen={_screen},lookahead={_window}"] = dict(engine="packed", screen=_screen, lookahead=_window)
-# ... and in rounds while estimates come within a margin of the best exact score (Approximation.margin).
-for _screen, _window, _margin in [(4, 3, 2.0), (4, 2, 2.0), (4, 4, 2.0), (4, 3, 3.0)]:
+# ... and widening the windows of candidates whose estimates come within a margin of the best exact score
+# (Approximation.margin).
+for _screen, _window, _margin in [(2, 3, 5.0), (1, 3, 4.0), (2, 3, 4.0), (2, 4, 4.0)]:
     MODES[f"packed,screen={_screen},lookahead={_window},margin={_margin:g}"] = dict(
         engine="packed", screen=_screen, lookahead=_window, margin=_margin)
 

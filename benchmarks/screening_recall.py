@@ -5,8 +5,9 @@ writes one for its reference), recomputes each pass's lookahead estimates for a 
 screening rules "re-score exactly the S best by estimate (and the k best by the previous pass's exact scores)"
 how often exact greedy's deletion is among those re-scored (its recall) and what the rule costs in
 token-forwards per pass; likewise for margin rules "re-score every candidate whose estimate is within a margin
-of the best estimate (at most --cap)"; and for `--margin` rules "re-score the S best estimates and the last pass's two
-runners-up, then S more at a time while an estimate is within a margin of the best exact score found". A miss does
+of the best estimate (at most --cap)"; and for rounds rules "re-score the S best estimates and the last pass's two
+runners-up, then S more at a time while an estimate is within a margin of the best exact score found" (what
+`--margin` did before it widened windows; benchmarks/widening_recall.py replays the current rule). A miss does
 not always change the deletion (a near-tie may be chosen), but a rule with recall 1.0 on every pass reproduces exact
 greedy.
 
@@ -35,7 +36,7 @@ def ranks_of(values: np.ndarray, k: int) -> int:
 
 
 def rounds_rule(row: dict, window: int, size: int, margin: float) -> set[int]:
-    """What `--screen size --lookahead window --margin margin` re-scores in this pass (see Approximation)."""
+    """What the rounds rule (the earlier `--margin`) re-scores in this pass."""
     order, estimate, exact = row[f"order_w{window}"], row[f"est_w{window}"], row["exact"]
     chosen = set(order[:size]) | set(row["order_stale"][:RUNNERS_UP])
     while True:
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--margins", type=float, nargs="*", default=[0.5, 1.0, 2.0, 3.0])
     parser.add_argument("--cap", type=int, default=8, help="most candidates a margin rule re-scores")
     parser.add_argument("--bounds", type=float, nargs="*", default=[1.0, 2.0, 3.0],
-                        help="margins of the rounds rule (chainprune prune --margin) against the best exact score")
+                        help="margins of the rounds rule (the earlier --margin) against the best exact score")
     parser.add_argument("--rounds", type=int, nargs="+", default=[4], help="candidates per round of the rounds rule")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -219,6 +219,45 @@ def test_lookahead_screening_everything_is_exact_greedy(tiny_pruner, engine):
 
 
 @pytest.mark.parametrize("objective", ["joint", "answer"])
+def test_resumed_suffixes_equal_fresh_ones(tiny_pruner, objective):
+    """Widening estimates and exact re-scoring resume from what earlier calls on the chain computed, and give
+    the numbers a fresh computation gives; only the tokens not yet computed are run."""
+    from chainprune.scoring.objectives import BestContinuation, forward_current
+    from chainprune.scoring.packed import score_lookahead, score_packed
+
+    model, ids = tiny_pruner.model, tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
+    m = len(ids.reasoning_ids)
+    _, exact = ENGINES["naive"](model, ids, objective, 10**6, ForwardStats())
+    current = forward_current(model, ids, objective, ForwardStats())
+    partials, stats = {}, ForwardStats()
+    score_lookahead(model, ids, objective, 64, stats, 3, current=current, partials=partials)
+    assert stats.token_forwards == sum(min(2, len(ids.input_ids) - len(ids.prompt_ids) - i - 2) for i in range(m))
+    assert all(p.done == min(2, len(ids.input_ids) - len(ids.prompt_ids) - i - 2) for i, p in partials.items())
+    some = [0, 2, m // 2, m - 1]
+    before = stats.token_forwards
+    _, wider = score_lookahead(model, ids, objective, 64, stats, 6, current=current, positions=some, partials=partials)
+    _, fresh = score_lookahead(model, ids, objective, 64, ForwardStats(), 6, current=current)
+    torch.testing.assert_close(wider[some], fresh[some], rtol=1e-10, atol=1e-10)
+    assert torch.isnan(wider[1]) and stats.token_forwards - before == sum(partials[i].done - min(2, partials[i].done) for i in some)
+    keep = BestContinuation()
+    _, scores = score_packed(model, ids, objective, 64, stats, positions=some[:3], current=current, keep=keep, partials=partials)
+    torch.testing.assert_close(scores[some[:3]], exact[some[:3]], rtol=1e-10, atol=1e-10)
+    best = max(some[:3], key=lambda i: (float(exact[i]), -i))
+    assert keep.kept.cut == best and keep.kept.hidden.shape[0] == len(ids.input_ids) - len(ids.prompt_ids) - best - 2
+
+
+def test_margin_screening_everything_is_exact_greedy(tiny_pruner):
+    chain = CHAINS[1]
+    exact = prune_chain(tiny_pruner, chain, keep=[0.6], engine="packed")
+    approx = prune_chain(tiny_pruner, chain, keep=[0.6], engine="packed",
+                         approximation=Approximation(screen=1, lookahead=2, margin=1e9))
+    assert approx.mode == {"screen": 1, "lookahead": 2, "margin": 1e9}
+    assert approx.deletion_order == exact.deletion_order
+    assert approx.objective_values == pytest.approx(exact.objective_values, rel=1e-10)
+    assert approx.token_forwards < 2 * exact.token_forwards
+
+
+@pytest.mark.parametrize("objective", ["joint", "answer"])
 def test_incremental_forward_equals_a_fresh_one(tiny_pruner, objective):
     """After a deletion, the chain's forward reuses the shared front and equals a fresh forward."""
     from chainprune.scoring.objectives import forward_current
@@ -275,3 +314,53 @@ def test_forward_after_a_deletion_built_from_its_scoring_equals_a_fresh_one(tiny
         if ids.reasoning_ids[other] != ids.reasoning_ids[best]:
             wrong = ChainIds(ids.prompt_ids, ids.reasoning_ids[:other] + ids.reasoning_ids[other + 1 :], ids.answer_ids)
             assert current.after_deletion(tiny_pruner.model, wrong, objective, ForwardStats(), keep.kept) is None
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(4, 2), (3, 3)])
+@pytest.mark.parametrize("stored", [(0, 0, 0), (2, 0, 3)])
+def test_pack_attention_by_structure_equals_dense_masked_attention(heads, kv_heads, stored):
+    from chainprune.scoring.packed import PackLayout
+
+    gen = torch.Generator().manual_seed(0)
+    past, packed, dim = 9, [4, 1, 3], 5
+    runs = list(zip(stored, packed))
+    total, n_stored = sum(packed), sum(stored)
+    owner = torch.tensor([c for c, n in enumerate(packed) for _ in range(n)])
+    stored_owner = torch.tensor([c for c, n in enumerate(stored) for _ in range(n)], dtype=torch.long)
+    sees = torch.tensor([3, 3, 3, 3, 6, 8, 8, 8])  # chain keys each packed token may see
+    query = torch.randn(1, heads, total, dim, generator=gen, dtype=torch.float64)
+    key = torch.randn(1, kv_heads, past + n_stored + total, dim, generator=gen, dtype=torch.float64)
+    value = torch.randn(1, kv_heads, past + n_stored + total, dim, generator=gen, dtype=torch.float64)
+    order = torch.arange(total)
+    allowed = torch.cat(
+        [
+            torch.arange(past)[None, :] < sees[:, None],
+            owner[:, None] == stored_owner[None, :],
+            (owner[:, None] == owner[None, :]) & (order[None, :] <= order[:, None]),
+        ],
+        dim=1,
+    )
+    groups = heads // kv_heads
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1), attn_mask=allowed[None, None], scale=0.3
+    ).transpose(1, 2)
+    layout = PackLayout.of(past, sees, runs)
+    torch.testing.assert_close(layout.attend(query, key, value, 0.3), expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(layout.dense_mask(torch.float64)[0, 0] == 0, allowed)
+
+
+def test_pack_attention_leaves_what_it_does_not_model_to_the_model():
+    from chainprune.scoring.packed import PackLayout
+
+    layout = PackLayout.of(2, torch.tensor([1, 2]), [(0, 2)])
+    calls = []
+
+    def original(module, query, key, value, mask, **kwargs):
+        calls.append(kwargs)
+        return "original", None
+
+    q, k = torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 4, 2)
+    assert layout.attention(original, None, q, k, k, None, softcap=30.0, scaling=1.0)[0] == "original"
+    assert layout.attention(original, None, q, k, k, None, sliding_window=4, scaling=1.0)[0] == "original"
+    assert layout.attention(original, None, q, k, k, None, scaling=1.0)[0].shape == (1, 2, 1, 2)
+    assert len(calls) == 2

@@ -157,9 +157,24 @@ class EstimatingScorer(CountingScorer):
         self.estimate_cost = estimate_cost
         self.lookaheads = []
 
-    def estimates(self, remaining, lookahead):
+    def estimates(self, remaining, lookahead, subset=None):
         self.lookaheads.append(lookahead)
         return [-self.estimate_cost[p] for p in remaining]
+
+
+class WideningScorer(CountingScorer):
+    """Exact scores from context-free costs; estimates from `guesses[window]`, the estimated cost at each
+    window (the widest at most the window asked for), NaN outside the subset asked for."""
+
+    def __init__(self, cost, guesses):
+        super().__init__(cost)
+        self.guesses = guesses
+        self.estimated = []
+
+    def estimates(self, remaining, lookahead, subset=None):
+        self.estimated.append((lookahead, None if subset is None else list(subset)))
+        guess = self.guesses[max(w for w in self.guesses if w <= lookahead)]
+        return [-guess[p] if subset is None or k in subset else float("nan") for k, p in enumerate(remaining)]
 
 
 def test_lookahead_rescores_exactly_the_best_estimates():
@@ -189,34 +204,38 @@ def test_lookahead_needs_screen_and_is_described():
     assert Approximation(screen=8, lookahead=4).describe() == {"screen": 8, "lookahead": 4}
 
 
-def test_margin_rescores_in_rounds_until_no_estimate_comes_within_the_margin():
+def test_margin_widens_the_window_of_close_candidates_until_they_are_scored_exactly():
     from chainprune.pruning.greedy import Approximation
 
-    # exact score of deleting p is -cost[p]; the estimate is -guess[p], mostly over-stating the candidate
+    # exact score of deleting p is -cost[p]; estimates mostly over-state a candidate, less as the window widens
     cost = [5.0, 1.0, 3.0, 0.5, 4.0, 2.0, 6.0, 0.7]
-    guess = [4.0, 0.9, 0.2, 0.4, 0.3, 1.9, 5.0, 0.65]  # by estimate: 2, 4, 3, 7, 1, 5, 0, 6
-    scorer = EstimatingScorer(cost, guess)
-    result = greedy_prune(8, scorer, 1, approximation=Approximation(screen=2, lookahead=3, margin=1.0))
-    # round 1: 2, 4 (exact -3, -4); round 2: estimates >= -4, best first, two: 3, 7 (-0.5, -0.7);
-    # round 3: estimates >= -1.5 not yet scored: 1 (5's -1.9 is not); then none is left within the margin
-    assert scorer.subsets == [[2, 4], [3, 7], [1]]
+    at_1 = [4.0, 0.9, 0.2, 0.4, 0.3, 1.9, 5.0, 0.65]  # by estimate: 2, 4, 3, 7, 1, 5, 0, 6
+    at_4 = [4.5, 1.0, 3.0, 0.5, 4.5, 2.0, 6.0, 0.7]
+    scorer = WideningScorer(cost, {1: at_1, 4: at_4})
+    result = greedy_prune(8, scorer, 1, approximation=Approximation(screen=1, lookahead=1, margin=1.0))
+    # 2 re-scored (exact -3); within 1 nat of it by estimate: all but 6, whose window is widened to 4;
+    # there 0 and 4 fall below -4 and drop out; widening again passes the chain's 8 tokens: the rest exactly
+    assert scorer.estimated == [(1, None), (4, [0, 1, 3, 4, 5, 7])]
+    assert scorer.subsets == [[2], [1, 3, 5, 7]]
     assert result.deletion_order == [3]
-    scorer = EstimatingScorer(cost, guess)
-    greedy_prune(8, scorer, 1, approximation=Approximation(screen=1, lookahead=3, margin=0.0))
-    assert scorer.subsets == [[2], [4], [3]]  # 4 still estimated above the best (-3), then 3 settles it
+    # estimates that agree with the truth: the best estimate is re-scored alone
+    scorer = WideningScorer(cost, {1: cost})
+    greedy_prune(8, scorer, 1, approximation=Approximation(screen=1, lookahead=1, margin=0.1))
+    assert scorer.subsets == [[3]] and scorer.estimated == [(1, None)]
 
 
 def test_margin_rescores_the_last_passes_runners_up():
     from chainprune.pruning.greedy import Approximation
 
     cost = [5.0, 1.0, 3.0, 0.5, 4.0, 2.0, 6.0, 0.7]
-    backwards = [-c for c in cost]  # estimates that rank the truth backwards: every candidate gets re-scored
-    scorer = EstimatingScorer(cost, backwards)
-    result = greedy_prune(8, scorer, 2, approximation=Approximation(screen=2, lookahead=3, margin=0.0))
-    assert scorer.subsets[:4] == [[0, 6], [2, 4], [1, 5], [3, 7]]  # pass 1, in rounds of two; 3 is deleted
-    # pass 2 opens with the two best estimates (positions 6, 0) and pass 1's runners-up (7, 1): indices into
-    # the remaining [0, 1, 2, 4, 5, 6, 7]
-    assert scorer.subsets[4] == [0, 1, 5, 6]
+    scorer = WideningScorer(cost, {1: [-c for c in cost]})  # ranks the truth backwards at every window
+    result = greedy_prune(8, scorer, 2, approximation=Approximation(screen=1, lookahead=1, margin=0.0))
+    # pass 1: the best estimate (6) first, then every other candidate stays close until scored exactly
+    assert scorer.subsets[:2] == [[6], [0, 1, 2, 3, 4, 5, 7]]
+    assert scorer.estimated[:2] == [(1, None), (4, [0, 1, 2, 3, 4, 5, 7])]
+    # pass 2 opens with the best estimate (position 6) and pass 1's runners-up (7, 1): indices into the
+    # remaining [0, 1, 2, 4, 5, 6, 7]
+    assert scorer.subsets[2] == [1, 5, 6]
     assert result.deletion_order == [3, 7]
     assert Approximation(screen=4, lookahead=3, margin=2.0).describe() == {"screen": 4, "lookahead": 3, "margin": 2.0}
     with pytest.raises(ValueError, match="needs lookahead"):

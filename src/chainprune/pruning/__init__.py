@@ -13,7 +13,7 @@ from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start
 from chainprune.scoring.objectives import BestContinuation, CurrentChain, forward_current, sequence_objectives
-from chainprune.scoring.packed import score_lookahead
+from chainprune.scoring.packed import Partial, score_lookahead
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
 
 
@@ -24,6 +24,8 @@ class ChainScorer:
     itself, incrementally from the previous pass's (only the tokens after the first deletion since are
     recomputed), or, when the deletion made is the best candidate the `packed` engine scored, from the states
     that scoring computed (one token is run); it shares it between a pass's estimates and its exact scores.
+    Within a pass, what the estimates computed of each candidate's suffix is kept, so widening a window or
+    re-scoring a candidate exactly with `packed` computes only the tokens not yet computed.
     The `naive` reference recomputes everything by design and is given nothing.
     """
 
@@ -36,6 +38,9 @@ class ChainScorer:
         self.stats = ForwardStats()
         self._current: tuple[tuple[int, ...], CurrentChain] | None = None  # the last forward, and its chain
         self._best = BestContinuation()  # the best candidate scored on that chain, and what scoring it computed
+        # what estimating on that chain computed of each candidate's suffix, which later calls resume from
+        # (kept only once estimates are asked for: exact passes would hold every candidate's whole suffix)
+        self._partials: dict[int, Partial] | None = None
 
     def _at(self, remaining: Sequence[int]) -> ChainIds:
         reasoning = [self.ids.reasoning_ids[i] for i in remaining]
@@ -52,7 +57,7 @@ class ChainScorer:
                 chain = previous.after_deletion(self.model, ids, self.objective_name, self.stats, self._best.kept)
             if chain is None:
                 chain = forward_current(self.model, ids, self.objective_name, self.stats, previous)
-            self._current, self._best = (key, chain), BestContinuation()
+            self._current, self._best, self._partials = (key, chain), BestContinuation(), None
         return self._current[1]
 
     def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
@@ -61,15 +66,19 @@ class ChainScorer:
         current = self._forward(remaining, ids) if self.shares_forward else None
         base, scores = self.engine(
             self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions, current=current,
-            keep=self._best if self.shares_forward else None,
+            keep=self._best if self.shares_forward else None, partials=self._partials if self.shares_forward else None,
         )
         return base, tie_repeated_tokens(ids.reasoning_ids, scores)
 
-    def estimates(self, remaining: Sequence[int], lookahead: int) -> torch.Tensor:
+    def estimates(self, remaining: Sequence[int], lookahead: int, subset: Sequence[int] | None = None) -> torch.Tensor:
         ids = self._at(remaining)
         current = self._forward(remaining, ids)
+        if self._partials is None:
+            self._partials = {}
+        positions = None if subset is None else list(subset)
         _, scores = score_lookahead(
-            self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, lookahead, current=current
+            self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, lookahead, current=current,
+            positions=positions, partials=self._partials,
         )
         return tie_repeated_tokens(ids.reasoning_ids, scores)
 

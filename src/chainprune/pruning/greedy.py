@@ -27,9 +27,10 @@ class Scorer(Protocol):
         With `subset` (indices into `remaining`), only those candidates need scores; the others may be NaN.
         """
 
-    def estimates(self, remaining: Sequence[int], lookahead: int) -> Sequence[float]:
-        """Cheap estimates of every candidate's objective: exact for the `lookahead` targets after the
-        deletion, the current chain's log-probs after them (used only by the lookahead approximation)."""
+    def estimates(self, remaining: Sequence[int], lookahead: int, subset: Sequence[int] | None = None) -> Sequence[float]:
+        """Cheap estimates of every candidate's objective (or of `subset`'s, the others NaN): exact for the
+        `lookahead` targets after the deletion, the current chain's log-probs after them (used only by the
+        lookahead approximation). Estimating again on the same chain with a wider window may reuse the work."""
 
 
 @dataclass
@@ -48,11 +49,13 @@ class Approximation:
     candidates best under the last full scoring, plus the neighbours of tokens deleted since then.
     screen/lookahead: every pass, estimate every candidate from the `lookahead` tokens after its deletion
     (the rest of the chain's log-probs taken as they are) and re-score exactly the `screen` best estimates.
-    screen/lookahead/margin: as screen/lookahead, with the last pass's two runners-up re-scored too, and then
-    further rounds of up to `screen` candidates, best estimate first, while any candidate not yet re-scored
-    has an estimate within `margin` nats of the best exact score found. An estimate leaves out the damage past
-    its window, which mostly lowers the objective, so it mostly over-states the candidate: a candidate whose
-    estimate is well below an exact score already found is unlikely to beat it.
+    screen/lookahead/margin: as screen/lookahead, with the last pass's two runners-up re-scored too; then,
+    while any candidate not yet re-scored has an estimate within `margin` nats of the best exact score found,
+    those candidates' windows are widened fourfold and their estimates redone (the work already done on them
+    is kept), until the window spans the chain and they are re-scored exactly. An estimate leaves out the damage
+    past its window, which mostly lowers the objective, so it mostly over-states the candidate: one whose
+    estimate falls well below an exact score already found is unlikely to beat it, and most candidates drop
+    out after a few tokens while the close ones are followed to the end.
     """
 
     per_step: int = 1
@@ -186,6 +189,7 @@ def greedy_prune(
 
 
 RUNNERS_UP = 2  # with a margin, the previous pass's best survivors are re-scored too
+WIDEN = 4  # with a margin, each widening multiplies the window by this (fewer, larger forwards than doubling)
 
 
 def lookahead_pass(
@@ -193,10 +197,9 @@ def lookahead_pass(
 ) -> tuple[float, list[float], list[int]]:
     """One screened pass guided by lookahead estimates: (objective, scores with NaN where not re-scored, the
     indices re-scored). Without a margin, the `screen` best estimates; with one, see `Approximation`."""
-    size, margin = approximation.screen, approximation.margin
-    estimates = [float(e) for e in scorer.estimates(remaining, approximation.lookahead)]
-    by_estimate = ranked_candidates(estimates, range(len(remaining)))
-    subset = set(by_estimate[:size])
+    size, margin, window = approximation.screen, approximation.margin, approximation.lookahead
+    estimates = [float(e) for e in scorer.estimates(remaining, window)]
+    subset = set(ranked_candidates(estimates, range(len(remaining)))[:size])
     if margin is not None:
         known = [k for k, position in enumerate(remaining) if position in last_exact]
         subset.update(sorted(known, key=lambda k: (-last_exact[remaining[k]], k))[:RUNNERS_UP])
@@ -204,11 +207,17 @@ def lookahead_pass(
     scores = [float(s) for s in scores]
     while margin is not None:
         best = max(scores[k] for k in subset)
-        more = [k for k in by_estimate if k not in subset and estimates[k] >= best - margin][:size]
-        if not more:
+        close = [k for k in range(len(remaining)) if k not in subset and estimates[k] >= best - margin]
+        if not close:
             break
-        _, extra = scorer.candidates(remaining, sorted(more))
-        for k in more:
-            scores[k] = float(extra[k])
-        subset.update(more)
+        window *= WIDEN
+        if window <= len(remaining):
+            wider = scorer.estimates(remaining, window, close)
+            for k in close:
+                estimates[k] = float(wider[k])
+        else:
+            _, extra = scorer.candidates(remaining, close)
+            for k in close:
+                scores[k] = float(extra[k])
+            subset.update(close)
     return base, scores, sorted(subset)

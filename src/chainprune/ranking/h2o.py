@@ -13,12 +13,12 @@ Knows causal LMs from transformers and token ids, not chat templates or files.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
+from chainprune.models.attention import attention_override
 from chainprune.ranking.base import Ranking, order_by_importance
 from chainprune.scoring.logprobs import decoder
 from chainprune.types import ChainIds
@@ -68,33 +68,13 @@ def received_attention(
 def capture_attention_inputs(model: Any, on_attention: Callable[..., None]) -> Iterator[None]:
     """While active, every attention call of `model` first hands (module, query, key, attention_mask, kwargs)
     to `on_attention`, then runs the model's own attention function unchanged."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    name = model.config._attn_implementation
-    had_local = name in ALL_ATTENTION_FUNCTIONS._local_mapping
-    previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(name)
-    originals: dict[type, Callable] = {}
-
-    def original_for(module: Any) -> Callable:
-        if type(module) not in originals:
-            fallback = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
-            originals[type(module)] = previous or (
-                ALL_ATTENTION_FUNCTIONS._global_mapping.get(name) if name != "eager" else None
-            ) or fallback
-        return originals[type(module)]
-
-    def wrapper(module, query, key, value, attention_mask, *args, **kwargs):
+    def observe(original, module, query, key, value, attention_mask, *args, **kwargs):
         on_attention(module, query, key, attention_mask, kwargs)
-        return original_for(module)(module, query, key, value, attention_mask, *args, **kwargs)
+        return original(module, query, key, value, attention_mask, *args, **kwargs)
 
-    ALL_ATTENTION_FUNCTIONS[name] = wrapper
-    try:
+    with attention_override(model, observe):
         yield
-    finally:
-        if had_local:
-            ALL_ATTENTION_FUNCTIONS[name] = previous
-        else:
-            del ALL_ATTENTION_FUNCTIONS[name]
 
 
 @torch.no_grad()

@@ -5,8 +5,9 @@ An engine is a plain function `(model, ids, objective, max_batch_tokens, stats) 
 token i. Given `positions`, an engine scores only those candidates (the rest are NaN): approximate modes
 use this to re-score a screened few. Given `current` (the chain's own forward, `forward_current`), an engine
 that builds on it need not run it again. Given `keep`, an engine that can offers it the recomputed suffix of
-the best candidate it scored, from which the next pass's forward is built. Engines differ only in how much
-work they do; all agree to rounding.
+the best candidate it scored, from which the next pass's forward is built. Given `partials`, an engine that
+can resumes candidates from suffixes computed earlier on the same chain and adds what it computes. Engines
+differ only in how much work they do; all agree to rounding.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.naive import score_naive
 from chainprune.scoring.objectives import BestContinuation, CurrentChain, objective_start, reference_objective, sequence_objectives
-from chainprune.scoring.packed import score_packed
+from chainprune.scoring.packed import Partial, score_packed
 from chainprune.scoring.prefix import score_prefix
 from chainprune.types import ChainIds
 
@@ -34,6 +35,7 @@ class Engine(Protocol):
         positions: list[int] | None = None,
         current: CurrentChain | None = None,
         keep: BestContinuation | None = None,
+        partials: dict[int, Partial] | None = None,
     ) -> tuple[float, torch.Tensor]: ...
 
 

@@ -25,11 +25,12 @@ def score_naive(
     positions: list[int] | None = None,
     current: Any = None,
     keep: Any = None,
+    partials: Any = None,
 ) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
 
-    With `positions`, only those candidates are scored; the others are NaN. `current` and `keep` are
-    ignored: the reference recomputes everything from the token ids.
+    With `positions`, only those candidates are scored; the others are NaN. `current`, `keep` and
+    `partials` are ignored: the reference recomputes everything from the token ids.
     """
     n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
     device = next(model.parameters()).device

@@ -46,12 +46,13 @@ def score_prefix(
     positions: list[int] | None = None,
     current: CurrentChain | None = None,
     keep: Any = None,
+    partials: Any = None,
 ) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
 
     With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
-    when the caller already ran it (`forward_current`), so it is not run twice. `keep` is not used: the
-    rows of a chunk do not hold a candidate's suffix alone.
+    when the caller already ran it (`forward_current`), so it is not run twice. `keep` and `partials` are not
+    used: the rows of a chunk do not hold a candidate's suffix alone.
     """
     m = len(ids.reasoning_ids)
     current = current or forward_current(model, ids, objective, stats)

@@ -1,0 +1,157 @@
+"""How often `--margin` screening finds exact greedy's choice, and at what cost, replayed along exact trajectories.
+
+For each exact trace (e.g. bench_modes.py's reference, `runs/bench20/packed.jsonl`), every pass of its exact
+trajectory is scored once exactly with every candidate's suffix log-probs kept (cached in --cache, so a grid
+of settings replays in seconds). Each setting (lookahead W, screen S, margin D) then runs the real rule,
+`chainprune.pruning.greedy.lookahead_pass`, against a scripted scorer answering from those numbers: an estimate
+with window w is the exact score with the targets past w taken from the chain as it stands, exactly what the
+`packed` engine computes, and the cost counts the packed tokens a run would compute (a widened window or an
+exact re-scoring resumes the suffix already computed), plus the estimate tokens and one token for the next
+forward. A pass is a hit when the candidate the rule would delete is as good as exact greedy's; every pass is
+replayed from the exact trajectory, so one miss does not change the passes after it (in a real run it may).
+
+    .venv/bin/python benchmarks/widening_recall.py runs/bench20/packed.jsonl --examples 10 \
+        --windows 3 4 --screens 1 2 --margins 3 4 5 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from chainprune.chains import tokenize_chain
+from chainprune.data.jsonl import parse_chain
+from chainprune.models import load_model
+from chainprune.pruning.greedy import Approximation, lookahead_pass
+from chainprune.scoring import ForwardStats
+from chainprune.scoring.objectives import forward_current
+from chainprune.scoring.packed import score_lookahead
+
+
+def record_pass(model, ids, current, stats) -> dict:
+    """Exact scores of every candidate, and per candidate the gain of each suffix target over the chain as it
+    stands (recomputed log-prob minus the current one), from one exact scoring that keeps its suffixes."""
+    partials: dict = {}
+    _, scores = score_lookahead(model, ids, "joint", 8192, stats, len(ids.input_ids), current=current, partials=partials)
+    base = current.base_logp.cpu().numpy()
+    gains = []
+    for i in range(len(ids.reasoning_ids)):
+        logp = partials[i].logp.cpu().numpy() if i in partials else np.zeros(0)
+        gains.append(logp - base[i + 2 : i + 2 + len(logp)])  # packed token k predicts target i + 2 + k
+    return {"scores": scores.numpy(), "gains": gains}
+
+
+def record(traces: Path, chains: Path, examples: int, cache: Path) -> list[dict]:
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
+    by_id = {c.id: c for c in (parse_chain(json.loads(line)) for line in chains.open())}
+    recorded = []
+    for line in list(traces.open())[:examples]:
+        trace = json.loads(line)
+        ids = tokenize_chain(pruner.tokenizer, by_id[trace["id"]])
+        remaining, passes, current, stats = list(range(len(ids.reasoning_ids))), [], None, ForwardStats()
+        for position in trace["deletion_order"]:
+            at = type(ids)(ids.prompt_ids, [ids.reasoning_ids[i] for i in remaining], ids.answer_ids)
+            current = forward_current(pruner.model, at, "joint", stats, current)
+            passes.append({"remaining": list(remaining), "deleted": position, **record_pass(pruner.model, at, current, stats)})
+            remaining.remove(position)
+        recorded.append({"id": trace["id"], "prompt": len(ids.prompt_ids), "answer": len(ids.answer_ids), "passes": passes})
+        print(f"recorded {trace['id']}: {len(passes)} passes", flush=True)
+    cache.write_bytes(pickle.dumps(recorded))
+    return recorded
+
+
+class ReplayScorer:
+    """Answers one pass's `estimates` and `candidates` from recorded exact numbers, counting packed tokens."""
+
+    def __init__(self, scores: np.ndarray, gains: list[np.ndarray]):
+        self.scores, self.gains = scores.astype(np.float64), gains
+        self.tails = [np.concatenate([np.cumsum(g[::-1])[::-1], [0.0]]) for g in gains]  # [k] = sum of gains[k:]
+        self.done = [0] * len(scores)
+        self.tokens = 0
+        self.forwards = 0
+
+    def _compute(self, k: int, upto: int) -> None:
+        upto = min(upto, len(self.gains[k]))
+        self.tokens += max(0, upto - self.done[k])
+        self.done[k] = max(self.done[k], upto)
+
+    def estimates(self, remaining, lookahead, subset=None):
+        chosen = range(len(remaining)) if subset is None else subset
+        self.forwards += 1
+        out = [float("nan")] * len(remaining)
+        for k in chosen:
+            self._compute(k, lookahead - 1)
+            out[k] = self.scores[k] - self.tails[k][self.done[k]]
+        return out
+
+    def candidates(self, remaining, subset=None):
+        chosen = range(len(remaining)) if subset is None else subset
+        self.forwards += 1
+        out = [float("nan")] * len(remaining)
+        for k in chosen:
+            self._compute(k, len(self.gains[k]))
+            out[k] = self.scores[k]
+        return 0.0, out
+
+
+def replay(recorded: list[dict], window: int, screen: int, margin: float) -> dict:
+    approximation = Approximation(screen=screen, lookahead=window, margin=margin)
+    hits = passes = tokens = forwards = naive = 0
+    all_hit = 0
+    for chain in recorded:
+        last_exact: dict[int, float] = {}
+        chain_hits = 0
+        for p in chain["passes"]:
+            remaining, scorer = p["remaining"], ReplayScorer(p["scores"], p["gains"])
+            _, scores, subset = lookahead_pass(scorer, remaining, approximation, last_exact)
+            pick = max(subset, key=lambda k: (scores[k], -k))
+            chain_hits += scorer.scores[pick] >= scorer.scores.max()
+            tokens += scorer.tokens + 1
+            forwards += scorer.forwards
+            m = len(remaining)
+            naive += m * (chain["prompt"] + m + chain["answer"] - 1)  # each candidate's sequence, in full
+            # runners-up for the next pass: this pass's exact scores of the candidates it re-scored (exact greedy's
+            # own deletion made, as the replay follows the exact trajectory)
+            last_exact = {remaining[k]: scores[k] for k in subset if remaining[k] != p["deleted"]}
+        hits += chain_hits
+        passes += len(chain["passes"])
+        all_hit += chain_hits == len(chain["passes"])
+    return {"lookahead": window, "screen": screen, "margin": margin, "recall": hits / passes, "passes": passes,
+            "chains_all_hit": all_hit, "chains": len(recorded), "token_forwards_per_pass": tokens / passes,
+            "forwards_per_pass": forwards / passes, "naive_token_forwards_per_pass": naive / passes,
+            "fewer_token_forwards_than_naive": naive / tokens}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("traces", type=Path, help="exact traces (joint objective, the bundled model)")
+    parser.add_argument("--chains", type=Path, default=None, help="their chains (default: chains.jsonl beside the traces)")
+    parser.add_argument("--examples", type=int, default=10)
+    parser.add_argument("--windows", type=int, nargs="+", default=[3, 4])
+    parser.add_argument("--screens", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--margins", type=float, nargs="+", default=[3.0, 4.0, 5.0, 6.0])
+    parser.add_argument("--cache", type=Path, default=None, help="recorded passes (default: beside the traces)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    chains = args.chains or args.traces.with_name("chains.jsonl")
+    cache = args.cache or args.traces.with_name(f"{args.traces.stem}.suffixes-{args.examples}.pkl")
+    recorded = record(args.traces, chains, args.examples, cache)
+    rows = [replay(recorded, w, s, d) for w, s, d in itertools.product(args.windows, args.screens, args.margins)]
+    print(f"{'W':>3} {'S':>3} {'D':>5} {'recall':>7} {'all-hit':>8} {'tf/pass':>8} {'fwd/pass':>9} {'x naive tf':>11}")
+    for r in rows:
+        print(f"{r['lookahead']:>3} {r['screen']:>3} {r['margin']:>5g} {r['recall']:>7.4f} "
+              f"{r['chains_all_hit']:>4}/{r['chains']:<3} {r['token_forwards_per_pass']:>8.0f} "
+              f"{r['forwards_per_pass']:>9.1f} {r['fewer_token_forwards_than_naive']:>11.1f}")
+    if args.out:
+        args.out.write_text(json.dumps({"traces": str(args.traces), "examples": args.examples, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
