@@ -112,7 +112,7 @@ def replay(recorded: list[dict], window: int, screen: int, margin: float) -> dic
             remaining, scorer = p["remaining"], ReplayScorer(p["scores"], p["gains"])
             _, scores, subset = lookahead_pass(scorer, remaining, approximation, last_exact)
             pick = max(subset, key=lambda k: (scores[k], -k))
-            chain_hits += scorer.scores[pick] >= scorer.scores.max()
+            chain_hits += int(scorer.scores[pick] >= scorer.scores.max())
             tokens += scorer.tokens + 1
             forwards += scorer.forwards
             m = len(remaining)
