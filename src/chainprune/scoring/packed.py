@@ -19,9 +19,9 @@ The mask alone would make attention dense over the whole pack (every packed toke
 T x (L + T), most of it blocked), which cost a quarter of an exact pass on CPU. So the attention is computed
 by its structure instead (`PackLayout`): each packed token against the cached keys of the chain (up to the
 last any of them sees, a prefix of each row allowed) and against its own candidate's keys (candidates laid
-out on a padded grid, causal within), with one softmax over the two. Models whose attention needs more than that (soft-capped scores, sliding windows,
-attention sinks) get their own attention function with the dense mask. Packs are kept to `PACK_TOKENS` (and
-within `max_batch_tokens`). Same numbers as `naive` to rounding.
+out on a padded grid, causal within), with one softmax over the two. Models whose attention needs more than
+that (soft-capped scores, sliding windows, attention sinks) get their own attention function with the dense
+mask. Packs are kept to `PACK_TOKENS` (and within `max_batch_tokens`). Same numbers as `naive` to rounding.
 """
 
 from __future__ import annotations
