@@ -246,6 +246,54 @@ def test_resumed_suffixes_equal_fresh_ones(tiny_pruner, objective):
     assert keep.kept.cut == best and keep.kept.hidden.shape[0] == len(ids.input_ids) - len(ids.prompt_ids) - best - 2
 
 
+@pytest.mark.parametrize("objective", ["joint", "answer"])
+def test_exact_packed_resumes_each_candidate_from_before_the_last_deletion(tiny_pruner, objective, monkeypatch):
+    """Exact `packed` greedy keeps every candidate's suffix; after deleting the token at index j, candidate i < j
+    keeps its first j - i - 2 suffix tokens (they read only tokens before j) and computes the rest. Same
+    deletions and objectives as without keeping, fewer token-forwards by exactly that many, and as naive."""
+    import chainprune.pruning as pruning
+
+    chain = CHAINS[0]
+    passes = []
+    kept = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="packed",
+                       on_scores=lambda remaining, scores: passes.append(list(remaining)))
+    monkeypatch.setattr(pruning, "KEEP_BYTES", -1)
+    plain = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="packed")
+    naive = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="naive")
+    assert kept.deletion_order == plain.deletion_order == naive.deletion_order
+    assert kept.objective_values == pytest.approx(plain.objective_values, rel=1e-10, abs=1e-10)
+    assert kept.objective_values == pytest.approx(naive.objective_values, rel=1e-10, abs=1e-10)
+    # pass s + 1 resumes from pass s's suffixes: index j of the token deleted in pass s
+    saved = sum((j - 2) * (j - 1) // 2 for j in (remaining.index(p) for remaining, p in zip(passes[:-1], kept.deletion_order)) if j > 2)
+    assert saved > 0 and plain.token_forwards - kept.token_forwards == saved
+
+
+def test_estimates_after_a_deletion_resume_from_the_suffixes_before_it(tiny_pruner):
+    """Estimating after a deletion resumes each candidate before it from what the last chain computed (cut
+    at the deleted token) and equals estimating afresh; a candidate's widened window too."""
+    from chainprune.pruning import ChainScorer
+
+    ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
+    m = len(ids.reasoning_ids)
+    carried = ChainScorer(tiny_pruner.model, ids, "joint", "packed", 64)
+    remaining = list(range(m))
+    carried.estimates(remaining, 3)
+    carried.estimates(remaining, 12, [0, 1])  # suffixes of 11 tokens for the first two candidates
+    j = m - 3
+    after = remaining[:j] + remaining[j + 1 :]
+    carried._forward(after, carried._at(after))  # the new chain's own forward, counted apart
+    before = carried.stats.token_forwards
+    got = carried.estimates(after, 12, [0, 1, j - 1, j])
+    work = carried.stats.token_forwards - before
+    fresh = ChainScorer(tiny_pruner.model, ids, "joint", "packed", 64)
+    fresh._forward(after, fresh._at(after))
+    start = fresh.stats.token_forwards
+    expected = fresh.estimates(after, 12, [0, 1, j - 1, j])
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10, equal_nan=True)
+    # candidates 0 and 1 kept their 11 tokens (they end before j); j - 1 and j (after it) start afresh
+    assert m > 20 and (fresh.stats.token_forwards - start) - work == 2 * 11
+
+
 def test_margin_screening_everything_is_exact_greedy(tiny_pruner):
     chain = CHAINS[1]
     exact = prune_chain(tiny_pruner, chain, keep=[0.6], engine="packed")
@@ -283,7 +331,8 @@ def test_incremental_forward_equals_a_fresh_one(tiny_pruner, objective):
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 def test_forward_after_a_deletion_built_from_its_scoring_equals_a_fresh_one(tiny_pruner, objective):
     """The packed engine keeps the best candidate's recomputed suffix; the chain after that deletion is built
-    from it by running only its last token, and equals a fresh forward where any objective reads it."""
+    from it with no forward (the last token's states are left out: nothing reads them), and equals a fresh
+    forward where any objective or candidate reads it, the first targets it carries over included."""
     from chainprune.scoring.objectives import BestContinuation, forward_current, objective_start
     from chainprune.scoring.packed import score_packed
     from chainprune.types import ChainIds
@@ -298,22 +347,27 @@ def test_forward_after_a_deletion_built_from_its_scoring_equals_a_fresh_one(tiny
         best = max(wanted, key=lambda i: (float(scores[i]), -i))
         assert keep.kept is not None and keep.kept.cut == best
         after = ChainIds(ids.prompt_ids, ids.reasoning_ids[:best] + ids.reasoning_ids[best + 1 :], ids.answer_ids)
-        stats = ForwardStats()
-        built = current.after_deletion(tiny_pruner.model, after, objective, stats, keep.kept)
+        built = current.after_deletion(tiny_pruner.model, after, objective, keep.kept)
         fresh = forward_current(tiny_pruner.model, after, objective, ForwardStats())
-        assert stats.token_forwards == 1
         assert built.base == pytest.approx(fresh.base, rel=1e-12) == pytest.approx(float(scores[best]), rel=1e-12)
         read = objective_start(n_prompt, m - 1, objective) - n_prompt  # what the objective counts
         torch.testing.assert_close(built.base_logp[read:], fresh.base_logp[read:], rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(built.hidden, fresh.hidden, rtol=1e-10, atol=1e-10)
+        length = built.hidden.shape[0]
+        assert length == fresh.hidden.shape[0] - 1
+        torch.testing.assert_close(built.hidden, fresh.hidden[:length], rtol=1e-10, atol=1e-10)
         for (k1, v1), (k2, v2) in zip(built.layers, fresh.layers):
-            torch.testing.assert_close(k1, k2, rtol=1e-10, atol=1e-10)
-            torch.testing.assert_close(v1, v2, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(k1, k2[:, :, :length], rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(v1, v2[:, :, :length], rtol=1e-10, atol=1e-10)
+        carried = built.first_targets[: m - 1].clone()
+        # the first pass scored every candidate: those before best - 1 are unchanged and carried over
+        assert (~carried.isnan()).nonzero().flatten().tolist() == list(range(max(best - 1, 0)))
+        every = torch.arange(m - 1)
+        torch.testing.assert_close(built.first_target(tiny_pruner.model, every), fresh.first_target(tiny_pruner.model, every), rtol=1e-10, atol=1e-10)
         # another chain (a different deletion) is not built from it
         other = (best + 1) % m
         if ids.reasoning_ids[other] != ids.reasoning_ids[best]:
             wrong = ChainIds(ids.prompt_ids, ids.reasoning_ids[:other] + ids.reasoning_ids[other + 1 :], ids.answer_ids)
-            assert current.after_deletion(tiny_pruner.model, wrong, objective, ForwardStats(), keep.kept) is None
+            assert current.after_deletion(tiny_pruner.model, wrong, objective, keep.kept) is None
 
 
 @pytest.mark.parametrize("heads,kv_heads", [(4, 2), (3, 3)])

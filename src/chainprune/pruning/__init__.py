@@ -23,9 +23,11 @@ class ChainScorer:
     The KV-sharing engines build on one forward of the chain as it stands; the scorer runs that forward
     itself, incrementally from the previous pass's (only the tokens after the first deletion since are
     recomputed), or, when the deletion made is the best candidate the `packed` engine scored, from the states
-    that scoring computed (one token is run); it shares it between a pass's estimates and its exact scores.
-    Within a pass, what the estimates computed of each candidate's suffix is kept, so widening a window or
-    re-scoring a candidate exactly with `packed` computes only the tokens not yet computed.
+    that scoring computed (nothing is run); it shares it between a pass's estimates and its exact scores.
+    With `packed`, what was computed of each candidate's suffix is kept (`Partial`), so widening an estimate's
+    window or re-scoring a candidate exactly computes only the tokens not yet computed; after a deletion, each
+    suffix up to the deleted token is still the new chain's and is kept too, so a candidate before it is
+    re-scored from there on (exact passes keep suffixes only while a pass's fit in KEEP_BYTES).
     The `naive` reference recomputes everything by design and is given nothing.
     """
 
@@ -38,9 +40,10 @@ class ChainScorer:
         self.stats = ForwardStats()
         self._current: tuple[tuple[int, ...], CurrentChain] | None = None  # the last forward, and its chain
         self._best = BestContinuation()  # the best candidate scored on that chain, and what scoring it computed
-        # what estimating on that chain computed of each candidate's suffix, which later calls resume from
-        # (kept only once estimates are asked for: exact passes would hold every candidate's whole suffix)
+        # what scoring on that chain computed of each candidate's suffix, which later calls resume from: kept by
+        # `packed` when a whole pass's suffixes fit in KEEP_BYTES, and always once estimates are asked for
         self._partials: dict[int, Partial] | None = None
+        self._keeps = engine == "packed"
 
     def _at(self, remaining: Sequence[int]) -> ChainIds:
         reasoning = [self.ids.reasoning_ids[i] for i in remaining]
@@ -54,11 +57,25 @@ class ChainScorer:
             previous = self._current[1] if self._current is not None else None
             chain = None
             if previous is not None and self._best.kept is not None:
-                chain = previous.after_deletion(self.model, ids, self.objective_name, self.stats, self._best.kept)
+                chain = previous.after_deletion(self.model, ids, self.objective_name, self._best.kept)
             if chain is None:
                 chain = forward_current(self.model, ids, self.objective_name, self.stats, previous)
-            self._current, self._best, self._partials = (key, chain), BestContinuation(), None
+            partials = self._carried(key)
+            if partials is None and self._keeps and suffix_bytes(chain, len(remaining)) <= KEEP_BYTES:
+                partials = {}
+            self._current, self._best, self._partials = (key, chain), BestContinuation(), partials
         return self._current[1]
+
+    def _carried(self, remaining: tuple[int, ...]) -> dict[int, Partial] | None:
+        """What was computed of the candidates' suffixes on the last chain that the chain at `remaining` leaves
+        as it was: candidate i's suffix token k reads reasoning tokens up to i + k + 2, unchanged when they come
+        before the first token deleted since (and candidate i keeps its index). So each suffix is kept up to
+        there."""
+        if self._partials is None or self._current is None:
+            return None
+        before = self._current[0]
+        first = next((k for k, (a, b) in enumerate(zip(before, remaining)) if a != b), min(len(before), len(remaining)))
+        return {i: p.first(min(p.done, first - i - 2)) for i, p in self._partials.items() if first - i - 2 > 0}
 
     def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
         ids = self._at(remaining)
@@ -89,6 +106,18 @@ class ChainScorer:
         seq = torch.tensor([ids.input_ids], device=next(self.model.parameters()).device)
         start = objective_start(len(ids.prompt_ids), len(ids.reasoning_ids), self.objective_name)
         return float(sequence_objectives(self.model, seq, start, self.stats)[0])
+
+
+KEEP_BYTES = 2**31  # exact `packed` passes keep every candidate's suffix (for the next pass) up to this size
+
+
+def suffix_bytes(chain: CurrentChain, m: int) -> int:
+    """Memory of every candidate's whole suffix on `chain` (m reasoning tokens): keys, values, hidden states."""
+    keys, values = chain.layers[0]
+    per_token = len(chain.layers) * (keys[0, :, 0].numel() * keys.element_size() + values[0, :, 0].numel() * values.element_size())
+    per_token += chain.hidden.shape[1] * chain.hidden.element_size()
+    length = chain.seq.shape[0] - chain.n_prompt - 2  # candidate 0's suffix; candidate i's is i shorter
+    return per_token * sum(max(0, length - i) for i in range(m))
 
 
 def tie_repeated_tokens(reasoning_ids: Sequence[int], scores: torch.Tensor) -> torch.Tensor:

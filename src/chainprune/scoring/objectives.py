@@ -52,14 +52,22 @@ class CurrentChain:
 
     seq: torch.Tensor  # (L,) token ids
     n_prompt: int
-    hidden: torch.Tensor  # (L, d) last hidden states
-    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, L, head_dim)
+    # last hidden states (L, d), and per layer (keys, values), each (1, kv_heads, L, head_dim); the last
+    # token's are left out when built by `after_deletion` (L - 1 rows: nothing reads them)
+    hidden: torch.Tensor
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
     # (L - P,) log p(seq[P + k] | seq[:P + k]); 0 before the objective's start when built by `after_deletion`
     # (nothing reads those)
     base_logp: torch.Tensor
     base_cumsum: torch.Tensor  # (L - P + 1,) [k] = sum of base_logp[:k]
     base: float  # the objective of the chain as it stands
     candidate_start: int  # first counted target index in a candidate sequence (one token shorter)
+    # (L - P,) each candidate's first target log-prob (`first_target`), NaN until computed
+    first_targets: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.first_targets is None:
+            self.first_targets = torch.full((self.seq.shape[0] - self.n_prompt,), float("nan"), dtype=torch.float64, device=self.seq.device)
 
     def unchanged_prefix(self, cut: torch.Tensor | int) -> torch.Tensor:
         """Counted log-probs of targets before index P + cut: identical in every candidate deleting at or after cut."""
@@ -68,39 +76,49 @@ class CurrentChain:
         return self.base_cumsum[cut] - self.base_cumsum[torch.clamp(cut, max=first)]
 
     @torch.no_grad()
-    def after_deletion(
-        self, model: Any, ids: ChainIds, objective: str, stats: ForwardStats, continuation: Continuation
-    ) -> CurrentChain | None:
+    def after_deletion(self, model: Any, ids: ChainIds, objective: str, continuation: Continuation) -> CurrentChain | None:
         """The forward of `ids`, this chain less reasoning token `continuation.cut`, built from the states
-        scoring that deletion computed: only the last token (which predicts nothing, so scoring left it out)
-        is run. Same numbers to rounding as `forward_current`; None when `ids` is not that chain."""
+        scoring that deletion computed, with no forward run. Scoring leaves out the last token (it predicts
+        nothing), so its keys and hidden state are missing too: no candidate reads them (a candidate attends to
+        the keys before its deletion, and its first target is predicted by the row before that). Same numbers
+        to rounding as `forward_current`; None when `ids` is not that chain."""
         at = self.n_prompt + continuation.cut
         seq = torch.cat([self.seq[:at], self.seq[at + 1 :]])
         if ids.input_ids != seq.tolist() or continuation.hidden.shape[0] != seq.shape[0] - at - 1:
             return None
-        length, m = seq.shape[0], len(ids.reasoning_ids)
-        layers = [
-            (torch.cat([k[:, :, :at], ck], dim=2), torch.cat([v[:, :, :at], cv], dim=2))
-            for (k, v), (ck, cv) in zip(self.layers, continuation.layers)
-        ]
-        position = torch.tensor([[length - 1]], device=seq.device)
-        out = run_decoder(
-            model, DynamicCache(ddp_cache_data=layers), input_ids=seq[None, -1:], position_ids=position, use_cache=True
-        )
-        stats.add(1, 1)
+        m = len(ids.reasoning_ids)
         # the target at P + cut (the token after the deleted one) is predicted by the last unchanged position
-        boundary = self.boundary_logp(model, torch.tensor([continuation.cut], device=seq.device), seq[at : at + 1])
-        base_logp = torch.cat([self.base_logp[: continuation.cut], boundary, continuation.logp])
-        return CurrentChain(
+        cut = torch.tensor([continuation.cut], device=seq.device)
+        base_logp = torch.cat([self.base_logp[: continuation.cut], self.first_target(model, cut), continuation.logp])
+        chain = CurrentChain(
             seq=seq,
             n_prompt=self.n_prompt,
-            hidden=torch.cat([self.hidden[:at], continuation.hidden, out.last_hidden_state[0]]),
-            layers=[(layer.keys, layer.values) for layer in output_cache(out).layers],
+            hidden=torch.cat([self.hidden[:at], continuation.hidden]),
+            layers=[(torch.cat([k[:, :, :at], ck], dim=2), torch.cat([v[:, :, :at], cv], dim=2)) for (k, v), (ck, cv) in zip(self.layers, continuation.layers)],
             base_logp=base_logp,
             base_cumsum=torch.cat([base_logp.new_zeros(1), base_logp.cumsum(0)]),
             base=float(base_logp[objective_start(self.n_prompt, m, objective) - self.n_prompt :].sum()),
             candidate_start=objective_start(self.n_prompt, max(m - 1, 0), objective),
         )
+        chain.carry_first_targets(self, continuation.cut - 1)
+        return chain
+
+    def carry_first_targets(self, earlier: CurrentChain, upto: int) -> None:
+        """Take the first targets of candidates before `upto` from `earlier`, a chain whose tokens before
+        reasoning index upto + 1 are this one's (candidate i's first target reads those up to i + 1), where
+        the objective counts it in both or neither."""
+        cut = torch.arange(max(0, upto), device=self.seq.device)
+        same = (self.n_prompt + cut >= self.candidate_start) == (earlier.n_prompt + cut >= earlier.candidate_start)
+        self.first_targets[cut[same]] = earlier.first_targets[cut[same]]
+
+    def first_target(self, model: Any, cut: torch.Tensor) -> torch.Tensor:
+        """Candidate `cut[r]`'s first target log-prob: log p(seq[P + cut + 1] | the hidden state at P + cut - 1),
+        0 where not counted. Computed once per chain (and kept across a later deletion for the candidates
+        before it, which it leaves unchanged)."""
+        todo = cut[torch.isnan(self.first_targets[cut])]
+        if todo.numel():
+            self.first_targets[todo] = self.boundary_logp(model, todo, self.seq[self.n_prompt + todo + 1])
+        return self.first_targets[cut]
 
     def boundary_logp(self, model: Any, cut: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(targets[r] | the current chain's hidden state at P + cut[r] - 1), 0 where not counted.
@@ -120,8 +138,8 @@ class CurrentChain:
 class Continuation:
     """What exactly scoring the deletion of reasoning token `cut` computed of the chain after it: the keys,
     values, hidden states and target log-probs (0 where the objective does not count them) of its recomputed
-    suffix, every position from P + cut to the one before the last. If that deletion is made, the next chain's
-    forward is these plus one token (`CurrentChain.after_deletion`)."""
+    suffix, every position from P + cut to the one before the last. If that deletion is made, these are the
+    next chain's forward (`CurrentChain.after_deletion`)."""
 
     cut: int
     score: float
@@ -160,6 +178,8 @@ def forward_current(
     seq = torch.tensor(ids.input_ids, device=next(model.parameters()).device)
     length = seq.shape[0]
     shared = 0 if previous is None else _shared_prefix(previous.seq, seq, n_prompt, previous.n_prompt)
+    if previous is not None:
+        shared = min(shared, previous.hidden.shape[0])  # its last token's states may be left out
     if shared:
         cache = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in previous.layers])
         positions = torch.arange(shared, length, device=seq.device)[None]
@@ -174,7 +194,7 @@ def forward_current(
     fresh = target_logprobs(model, hidden[n_prompt - 1 + reused : length - 1], seq[n_prompt + reused :])
     base_logp = torch.cat([previous.base_logp[:reused], fresh]) if reused else fresh
     base = float(base_logp[objective_start(n_prompt, m, objective) - n_prompt :].sum())
-    return CurrentChain(
+    chain = CurrentChain(
         seq=seq,
         n_prompt=n_prompt,
         hidden=hidden,
@@ -184,6 +204,9 @@ def forward_current(
         base=base,
         candidate_start=objective_start(n_prompt, max(m - 1, 0), objective),
     )
+    if reused > 1:
+        chain.carry_first_targets(previous, reused - 1)
+    return chain
 
 
 def _shared_prefix(before: torch.Tensor, after: torch.Tensor, n_prompt: int, n_prompt_before: int) -> int:

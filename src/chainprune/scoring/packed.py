@@ -54,6 +54,10 @@ class Partial:
     def done(self) -> int:
         return self.hidden.shape[0]
 
+    def first(self, count: int) -> Partial:
+        """The first `count` tokens of this suffix."""
+        return Partial([(k[:, :, :count], v[:, :, :count]) for k, v in self.layers], self.hidden[:count], self.logp[:count])
+
     def then(self, more: Partial) -> Partial:
         """This suffix followed by the next tokens' `more`."""
         return Partial(
@@ -129,14 +133,14 @@ def _packed_scores(
     seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
     device, length = seq.device, seq.shape[0]
     scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
-    if m == 0:
-        return current.base, scores.cpu()
     wanted = list(range(m)) if positions is None else sorted(positions)
+    if not wanted:
+        return current.base, scores.cpu()
     stored = {} if partials is None else partials
 
     # Candidate i: unchanged counted targets before P + i, then seq[P + i + 1], which now follows P + i - 1.
     cand = torch.tensor(wanted, device=device)
-    scores[cand] = current.unchanged_prefix(cand) + current.boundary_logp(model, cand, seq[n_prompt + cand + 1])
+    scores[cand] = current.unchanged_prefix(cand) + current.first_target(model, cand)
     # Then its packed suffix (length - P - i - 2 tokens when whole), of which `reach` is computed (from what is
     # stored on, so the first `done` need not be); targets after the reach keep the current chain's log-probs.
     whole = {i: length - n_prompt - i - 2 for i in wanted}
@@ -230,7 +234,7 @@ def _score_pack(
             (torch.cat([k] + [p.layers[n][0] for p in resumed], dim=2), torch.cat([v] + [p.layers[n][1] for p in resumed], dim=2))
             for n, (k, v) in enumerate(layers)
         ]
-    layout = PackLayout.of(length, n_prompt + owner_t, runs)
+    layout = PackLayout.of(layers[0][0].shape[2], n_prompt + owner_t, runs)
     with attention_override(model, layout.attention):
         out = run_decoder(
             model, DynamicCache(ddp_cache_data=past_layers), input_ids=inputs[None],
@@ -243,12 +247,13 @@ def _score_pack(
     logp = target_logprobs(model, hidden[counted], targets[counted])
     scores.index_add_(0, owner_t[counted], logp)
 
-    new_keys = [(layer.keys[:, :, -total:], layer.values[:, :, -total:]) for layer in output_cache(out).layers]
+    # copied out of the cache (which also holds the chain's keys); what is kept of a candidate is a view of this
+    new_keys = [(layer.keys[:, :, -total:].clone(), layer.values[:, :, -total:].clone()) for layer in output_cache(out).layers]
     row_logp = torch.zeros(total, dtype=logp.dtype, device=device).masked_scatter_(counted, logp)
 
     def computed(i: int, first: int, count: int) -> Partial:
         rows = slice(first, first + count)
-        more = Partial([(k[:, :, rows].clone(), v[:, :, rows].clone()) for k, v in new_keys], hidden[rows].clone(), row_logp[rows])
+        more = Partial([(k[:, :, rows], v[:, :, rows]) for k, v in new_keys], hidden[rows], row_logp[rows])
         return stored[i].then(more) if spans[i][0] else more
 
     whole = {i: length - n_prompt - i - 2 for i in spans}
