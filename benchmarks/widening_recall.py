@@ -6,8 +6,8 @@ of settings replays in seconds). Each setting (lookahead W, screen S, margin D) 
 `chainprune.pruning.greedy.lookahead_pass`, against a scripted scorer answering from those numbers: an estimate
 with window w is the exact score with the targets past w taken from the chain as it stands, exactly what the
 `packed` engine computes, and the cost counts the packed tokens a run would compute (a widened window or an
-exact re-scoring resumes the suffix already computed), plus the estimate tokens and one token for the next
-forward. A pass is a hit when the candidate the rule would delete is as good as exact greedy's; every pass is
+exact re-scoring resumes the suffix already computed, and after a deletion each candidate before it resumes
+its suffix up to the deleted token, as `ChainScorer` does). A pass is a hit when the candidate the rule would delete is as good as exact greedy's; every pass is
 replayed from the exact trajectory, so one miss does not change the passes after it (in a real run it may).
 
     .venv/bin/python benchmarks/widening_recall.py runs/bench20/packed.jsonl --examples 10 \
@@ -68,12 +68,13 @@ def record(traces: Path, chains: Path, examples: int, cache: Path) -> list[dict]
 
 
 class ReplayScorer:
-    """Answers one pass's `estimates` and `candidates` from recorded exact numbers, counting packed tokens."""
+    """Answers one pass's `estimates` and `candidates` from recorded exact numbers, counting packed tokens
+    (each candidate resumed from its first `done[k]` tokens, which cost nothing)."""
 
-    def __init__(self, scores: np.ndarray, gains: list[np.ndarray]):
+    def __init__(self, scores: np.ndarray, gains: list[np.ndarray], done: list[int] | None = None):
         self.scores, self.gains = scores.astype(np.float64), gains
         self.tails = [np.concatenate([np.cumsum(g[::-1])[::-1], [0.0]]) for g in gains]  # [k] = sum of gains[k:]
-        self.done = [0] * len(scores)
+        self.done = list(done) if done is not None else [0] * len(scores)
         self.tokens = 0
         self.forwards = 0
 
@@ -107,19 +108,22 @@ def replay(recorded: list[dict], window: int, screen: int, margin: float) -> dic
     all_hit = 0
     for chain in recorded:
         last_exact: dict[int, float] = {}
-        chain_hits = 0
+        chain_hits, done = 0, None
         for p in chain["passes"]:
-            remaining, scorer = p["remaining"], ReplayScorer(p["scores"], p["gains"])
+            remaining, scorer = p["remaining"], ReplayScorer(p["scores"], p["gains"], done)
             _, scores, subset = lookahead_pass(scorer, remaining, approximation, last_exact)
             pick = max(subset, key=lambda k: (scores[k], -k))
             chain_hits += int(scorer.scores[pick] >= scorer.scores.max())
-            tokens += scorer.tokens + 1
+            tokens += scorer.tokens
             forwards += scorer.forwards
             m = len(remaining)
             naive += m * (chain["prompt"] + m + chain["answer"] - 1)  # each candidate's sequence, in full
             # runners-up for the next pass: this pass's exact scores of the candidates it re-scored (exact greedy's
             # own deletion made, as the replay follows the exact trajectory)
             last_exact = {remaining[k]: scores[k] for k in subset if remaining[k] != p["deleted"]}
+            # the next pass resumes candidate i before the deleted index j from its first j - i - 2 tokens
+            j = remaining.index(p["deleted"])
+            done = [max(0, min(scorer.done[i], j - i - 2)) if i < j else 0 for i in range(len(remaining) - 1)]
         hits += chain_hits
         passes += len(chain["passes"])
         all_hit += chain_hits == len(chain["passes"])

@@ -27,7 +27,7 @@ class ChainScorer:
     With `packed`, what was computed of each candidate's suffix is kept (`Partial`), so widening an estimate's
     window or re-scoring a candidate exactly computes only the tokens not yet computed; after a deletion, each
     suffix up to the deleted token is still the new chain's and is kept too, so a candidate before it is
-    re-scored from there on (exact passes keep suffixes only while a pass's fit in KEEP_BYTES).
+    re-scored from there on (exact passes keep suffixes only while a pass's fit in `keep_budget`).
     The `naive` reference recomputes everything by design and is given nothing.
     """
 
@@ -41,7 +41,7 @@ class ChainScorer:
         self._current: tuple[tuple[int, ...], CurrentChain] | None = None  # the last forward, and its chain
         self._best = BestContinuation()  # the best candidate scored on that chain, and what scoring it computed
         # what scoring on that chain computed of each candidate's suffix, which later calls resume from: kept by
-        # `packed` when a whole pass's suffixes fit in KEEP_BYTES, and always once estimates are asked for
+        # `packed` when a whole pass's suffixes fit in `keep_budget`, and always once estimates are asked for
         self._partials: dict[int, Partial] | None = None
         self._keeps = engine == "packed"
 
@@ -61,7 +61,7 @@ class ChainScorer:
             if chain is None:
                 chain = forward_current(self.model, ids, self.objective_name, self.stats, previous)
             partials = self._carried(key)
-            if partials is None and self._keeps and suffix_bytes(chain, len(remaining)) <= KEEP_BYTES:
+            if partials is None and self._keeps and suffix_bytes(chain, len(remaining)) <= keep_budget(chain.seq.device):
                 partials = {}
             self._current, self._best, self._partials = (key, chain), BestContinuation(), partials
         return self._current[1]
@@ -109,6 +109,14 @@ class ChainScorer:
 
 
 KEEP_BYTES = 2**31  # exact `packed` passes keep every candidate's suffix (for the next pass) up to this size
+
+
+def keep_budget(device: torch.device) -> int:
+    """Memory exact `packed` passes may hold in kept suffixes: KEEP_BYTES, or on a GPU a quarter of its free
+    memory when that is more."""
+    if device.type == "cuda" and KEEP_BYTES >= 0:
+        return max(KEEP_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
+    return KEEP_BYTES
 
 
 def suffix_bytes(chain: CurrentChain, m: int) -> int:

@@ -10,10 +10,11 @@ candidates are laid end to end in a single row of packed tokens; a 4D additive m
     past keys:   candidate i's queries see cached positions [0, P + i)
     packed keys: and the packed tokens of candidate i up to themselves (causal within the suffix)
 
-Work per step is exactly sum_i (L - P - i - 2) token-forwards: the `prefix` engine's chunk redundancy is gone.
+Work per step is at most sum_i (L - P - i - 2) token-forwards: the `prefix` engine's chunk redundancy is gone.
 A candidate's suffix may also be computed in parts (`Partial`): a later part resumes from the keys and values
-of the earlier ones, which go in the cache after the chain's and which only that candidate's tokens see; the
-lookahead estimates use this to widen a window at the cost of the tokens added.
+of the earlier ones, which go in the cache after the chain's and which only that candidate's tokens see. The
+lookahead estimates use this to widen a window at the cost of the tokens added, and the pruning loop to
+resume, after a deletion, each candidate's suffix up to the deleted token (`ChainScorer`).
 
 The mask alone would make attention dense over the whole pack (every packed token against every other,
 T x (L + T), most of it blocked), which cost a quarter of an exact pass on CPU. So the attention is computed

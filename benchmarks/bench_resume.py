@@ -1,0 +1,68 @@
+"""A/B of exact `packed` greedy resuming each candidate's suffix from the last pass (`ChainScorer`, KEEP_BYTES).
+
+After the token at index j is deleted, candidate i < j's suffix up to j is still the new chain's; exact passes
+keep every candidate's suffix so the next pass computes only the rest. Prunes the first N chains of a
+bench_modes chains file exactly with `packed`, alternately with the suffixes kept and with keeping switched
+off, and prints (and writes as JSON) wall time, token-forwards and whether deletions and objectives agree.
+
+    .venv/bin/python benchmarks/bench_resume.py runs/bench20/chains.jsonl --examples 2 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+import chainprune.pruning as pruning
+from chainprune.data.jsonl import parse_chain
+from chainprune.models import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chains", type=Path)
+    parser.add_argument("--examples", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/resume-cpu.json"))
+    args = parser.parse_args()
+    pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
+    chains = [parse_chain(json.loads(line)) for line in args.chains.open()][: args.examples]
+    budget = pruning.KEEP_BYTES
+    rows = []
+    for repeat in range(args.repeats):
+        traces = {}
+        for label, keeps in (("suffixes kept", True), ("not kept", False)):
+            pruning.KEEP_BYTES = budget if keeps else -1
+            for chain in chains:
+                start = time.perf_counter()
+                trace = pruning.prune_chain(pruner, chain, keep=[0.5], engine="packed")
+                seconds = time.perf_counter() - start
+                traces.setdefault(chain.id, []).append(trace)
+                rows.append({"repeat": repeat, "way": label, "id": chain.id, "seconds": round(seconds, 1),
+                             "token_forwards": trace.token_forwards})
+                print(json.dumps(rows[-1]), flush=True)
+        for chain_id, (kept, plain) in traces.items():
+            gap = max(abs(a - b) for a, b in zip(kept.objective_values, plain.objective_values))
+            print(f"{chain_id}: same deletions {kept.deletion_order == plain.deletion_order}, "
+                  f"largest objective difference {gap:.1e} nats")
+    pruning.KEEP_BYTES = budget
+    print(f"\n{'way':>14} {'chain':>18} {'seconds':>8} {'token-forwards':>15}")
+    for row in rows:
+        print(f"{row['way']:>14} {row['id']:>18} {row['seconds']:>8.1f} {row['token_forwards']:>15,}")
+    report = {"benchmark": "resume", "date": date.today().isoformat(),
+              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+              "command": "benchmarks/bench_resume.py " + " ".join(sys.argv[1:]), "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
