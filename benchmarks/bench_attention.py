@@ -10,7 +10,6 @@ candidates) with each, alternating, and checks that both give the same scores.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -36,14 +35,12 @@ def main() -> None:
     ids = tokenize_chain(pruner.tokenizer, chain)
     remaining = list(range(len(ids.reasoning_ids)))
     print(f"{chain.id}: prompt {len(ids.prompt_ids)}, reasoning {len(remaining)}, answer {len(ids.answer_ids)} tokens")
-    structured = packed.attention_override
-    dense = lambda model, replacement: contextlib.nullcontext()  # noqa: E731 - the model's attention, dense mask
     scorer = ChainScorer(pruner.model, ids, "joint", "packed", 8192)
     scorer.candidates(remaining)  # warm-up
     results: dict[str, list[torch.Tensor]] = {}
     for _ in range(args.repeats):
-        for label, override in (("structured", structured), ("dense mask", dense)):
-            packed.attention_override = override
+        for label, structured in (("structured", True), ("dense mask", False)):
+            packed.PackAttention.structured = structured
             for kind in ("exact", "estimates"):
                 scorer._partials = None  # each estimate pass computes its windows afresh
                 start, before = time.perf_counter(), scorer.stats.token_forwards
@@ -51,7 +48,7 @@ def main() -> None:
                 seconds, tokens = time.perf_counter() - start, scorer.stats.token_forwards - before
                 results.setdefault(kind, []).append(scores)
                 print(f"{label:>10} {kind:>9}: {seconds:6.2f} s, {tokens:,} token-forwards, {tokens / seconds:5.0f}/s", flush=True)
-    packed.attention_override = structured
+    packed.PackAttention.structured = True
     for kind, runs in results.items():
         gap = max(float((r - runs[0]).abs().max()) for r in runs)
         print(f"{kind}: largest difference between runs {gap:.2e} nats")

@@ -35,27 +35,31 @@ from chainprune.types import ChainIds
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 CALCULATOR = re.compile(r"<<[^>]*>>")
 
-MODES = {
-    "naive": dict(engine="naive"),
-    "prefix": dict(engine="prefix"),
-    "packed": dict(engine="packed"),
-    "per_step=2": dict(per_step=2),
-    "per_step=4": dict(per_step=4),
-    "screen=8,refresh=10": dict(screen=8, refresh=10),
-    "screen=8,refresh=10,per_step=2": dict(screen=8, refresh=10, per_step=2),
-    "screen=4,lookahead=8": dict(screen=4, lookahead=8),
-    "screen=8,lookahead=8": dict(screen=8, lookahead=8),
-    "screen=4,lookahead=16": dict(screen=4, lookahead=16),
-    "screen=8,lookahead=16": dict(screen=8, lookahead=16),
-}
-# Lookahead screening with `packed` for the exact re-scoring (the fastest exact engine on these chains).
-for _screen, _window in [(8, 4), (4, 4), (6, 4), (4, 8), (3, 16), (2, 16), (8, 16)]:
-    MODES[f"packed,screen={_screen},lookahead={_window}"] = dict(engine="packed", screen=_screen, lookahead=_window)
-# ... and widening the windows of candidates whose estimates come within a margin of the best exact score
-# (Approximation.margin).
-for _screen, _window, _margin in [(2, 3, 5.0), (1, 3, 4.0), (2, 3, 4.0), (2, 4, 4.0)]:
-    MODES[f"packed,screen={_screen},lookahead={_window},margin={_margin:g}"] = dict(
-        engine="packed", screen=_screen, lookahead=_window, margin=_margin)
+# The modes run by default. A mode is named by its settings: an engine, then KEY=VALUE pairs of
+# prune's options (per_step, screen, refresh, lookahead, margin; batch = --batch-chains); any such name may
+# be given to --modes.
+MODES = [
+    "naive", "prefix", "packed", "per_step=2", "per_step=4", "screen=8,refresh=10", "screen=8,refresh=10,per_step=2",
+    "screen=4,lookahead=8", "screen=8,lookahead=8", "packed,screen=8,lookahead=4", "packed,screen=2,lookahead=3,margin=5",
+]
+SETTINGS = {"per_step": int, "screen": int, "refresh": int, "lookahead": int, "margin": float, "batch": int}
+
+
+def mode_settings(name: str) -> dict:
+    """PruneConfig fields of a mode name such as `packed,screen=2,lookahead=3,margin=5,batch=8`."""
+    parts = name.split(",")
+    settings: dict = {"engine": parts.pop(0)} if parts[0] in ("naive", "prefix", "packed") else {}
+    for part in parts:
+        key, _, value = part.partition("=")
+        if key not in SETTINGS or not value:
+            raise argparse.ArgumentTypeError(f"{part!r} in mode {name!r}: expected KEY=VALUE, KEY one of {', '.join(SETTINGS)}")
+        settings["batch_chains" if key == "batch" else key] = SETTINGS[key](value)
+    return settings
+
+
+def mode_name(name: str) -> str:
+    mode_settings(name)
+    return name
 
 
 def write_chains(path: Path, n: int, max_words: int, seed: int, min_words: int = 0) -> None:
@@ -130,7 +134,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=8)
     parser.add_argument("--max-reasoning", type=int, default=60, help="longest reasoning kept, in words")
     parser.add_argument("--min-reasoning", type=int, default=0, help="shortest reasoning kept, in words")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--modes", nargs="+", default=MODES, type=mode_name,
+                        help="engine[,KEY=VALUE...], KEY one of " + ", ".join(SETTINGS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench-modes"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/modes-cpu.json"))
@@ -161,7 +166,7 @@ def main() -> None:
         # The reference also keeps every pass's exact candidate scores (<ref>.jsonl.scores.jsonl), for studying
         # screening rules along the exact trajectory; writing them costs nothing measurable.
         config = PruneConfig(model="smollm2-135m", keep=[0.9, 0.7, 0.5], dtype="float32", device="cpu",
-                             save_scores=name == ref, **MODES[name])
+                             save_scores=name == ref, **mode_settings(name))
         out = args.work_dir / f"{name}.jsonl"
         with PeakMemory() as memory:
             summary = run_prune(chains, out, config, overwrite=True)

@@ -33,7 +33,18 @@ FAST_ENGINES = [e for e in ENGINES if e != "naive"]
 @pytest.mark.parametrize("engine", FAST_ENGINES)
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 @pytest.mark.parametrize("chain", CHAINS, ids=lambda c: c.id)
-def test_fast_engine_candidates_equal_naive(tiny_pruner, chain, objective, engine):
+def test_fast_engine_candidates_equal_naive(tiny_pruner, chain, objective, engine, monkeypatch):
+    import chainprune.scoring.packed as packed
+
+    # packed attends by structure, or through the model's attention with a dense mask when a pack is small:
+    # both paths, every pack
+    for dense_below in (0, 2**62) if engine == "packed" else (None,):
+        if dense_below is not None:
+            monkeypatch.setattr(packed, "DENSE_BELOW", dense_below)
+        check_engine_equals_naive(tiny_pruner, chain, objective, engine)
+
+
+def check_engine_equals_naive(tiny_pruner, chain, objective, engine):
     ids = tokenize_chain(tiny_pruner.tokenizer, chain)
     base_ref, cand_ref = ENGINES["naive"](tiny_pruner.model, ids, objective, 10**6, ForwardStats())
     expected_base = reference_objective(
@@ -403,18 +414,68 @@ def test_pack_attention_by_structure_equals_dense_masked_attention(heads, kv_hea
     assert torch.equal(layout.dense_mask(torch.float64)[0, 0] == 0, allowed)
 
 
-def test_pack_attention_leaves_what_it_does_not_model_to_the_model():
-    from chainprune.scoring.packed import PackLayout
+def test_pack_attention_leaves_what_it_does_not_model_to_the_model(monkeypatch):
+    import chainprune.scoring.packed as packed
+    from chainprune.scoring.packed import Pack, PackAttention, PackLayout
+
+    monkeypatch.setattr(packed, "DENSE_BELOW", 0)  # every pack by structure unless it cannot be
 
     layout = PackLayout.of(2, torch.tensor([1, 2]), [(0, 2)])
+    pack = Pack(torch.zeros(2, dtype=torch.long), torch.arange(2), [(torch.zeros(1, 1, 2, 2),) * 2], layout,
+                torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long))
+    attention = PackAttention([pack])
     calls = []
 
     def original(module, query, key, value, mask, **kwargs):
-        calls.append(kwargs)
+        calls.append(mask)
         return "original", None
 
     q, k = torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 4, 2)
-    assert layout.attention(original, None, q, k, k, None, softcap=30.0, scaling=1.0)[0] == "original"
-    assert layout.attention(original, None, q, k, k, None, sliding_window=4, scaling=1.0)[0] == "original"
-    assert layout.attention(original, None, q, k, k, None, scaling=1.0)[0].shape == (1, 2, 1, 2)
+    assert attention(original, None, q, k, k, None, softcap=30.0, scaling=1.0)[0] == "original"
+    assert attention(original, None, q, k, k, None, sliding_window=4, scaling=1.0)[0] == "original"
+    assert attention(original, None, q, k, k, None, scaling=1.0)[0].shape == (1, 2, 1, 2)
     assert len(calls) == 2
+    assert torch.equal(calls[0], layout.dense_mask(torch.float32))  # the layout's own mask, not the model's
+    monkeypatch.setattr(packed, "DENSE_BELOW", 2**17)
+    assert attention(original, None, q, k, k, None, scaling=1.0)[0] == "original"  # small: one fused call
+
+
+def test_packs_run_as_one_attend_as_each_alone(monkeypatch):
+    """Packs of different chains run as one forward (`--batch-chains`): each pack's tokens attend to its own
+    keys exactly as when it runs alone, by structure and through the model's function with the dense mask."""
+    from chainprune.scoring.packed import Pack, PackAttention, PackLayout
+
+    gen = torch.Generator().manual_seed(1)
+    heads, kv_heads, dim = 4, 2, 5
+    shapes = [(9, torch.tensor([3, 3, 6, 8, 8]), [(0, 2), (2, 1), (0, 2)]), (4, torch.tensor([2, 4, 4]), [(1, 1), (3, 2)])]
+    packs, before, tokens = [], [], []
+    for past, sees, runs in shapes:
+        before.append(past + sum(s for s, _ in runs))
+        tokens.append(len(sees))
+        keys = torch.zeros(1, kv_heads, before[-1], dim)
+        packs.append(Pack(torch.zeros(len(sees), dtype=torch.long), sees, [(keys, keys)], PackLayout.of(past, sees, runs),
+                          torch.ones(len(sees), dtype=torch.bool), torch.zeros(len(sees), dtype=torch.long)))
+    query = torch.randn(1, heads, sum(tokens), dim, generator=gen, dtype=torch.float64)
+    key = torch.randn(1, kv_heads, sum(before) + sum(tokens), dim, generator=gen, dtype=torch.float64)
+    value = torch.randn(1, kv_heads, sum(before) + sum(tokens), dim, generator=gen, dtype=torch.float64)
+    masks = []
+
+    def original(module, q, k, v, mask, **kwargs):  # the model's own function: dense masked attention
+        masks.append(mask)
+        k, v = k.repeat_interleave(heads // kv_heads, dim=1), v.repeat_interleave(heads // kv_heads, dim=1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3).transpose(1, 2), None
+
+    together = PackAttention(packs)
+    import chainprune.scoring.packed as packed
+
+    monkeypatch.setattr(packed, "DENSE_BELOW", 0)
+    structured = together(original, None, query, key, value, None, scaling=0.3)[0]
+    dense = together(original, None, query, key, value, None, scaling=0.3, sliding_window=99)[0]
+    assert len(masks) == 2
+    for r, pack in enumerate(packs):
+        own_keys = torch.cat([torch.arange(sum(before[:r]), sum(before[: r + 1])),
+                              sum(before) + torch.arange(sum(tokens[:r]), sum(tokens[: r + 1]))])
+        rows = slice(sum(tokens[:r]), sum(tokens[: r + 1]))
+        alone = pack.layout.attend(query[:, :, rows], key[:, :, own_keys], value[:, :, own_keys], 0.3)
+        torch.testing.assert_close(structured[:, rows], alone, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(dense[:, rows], alone, rtol=1e-12, atol=1e-12)

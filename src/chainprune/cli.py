@@ -50,6 +50,7 @@ def prune(
     refresh: Annotated[int, typer.Option(min=1, help="With --screen: a full exact scoring every R passes.")] = 10,
     lookahead: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE, with --screen M: every pass, estimate all candidates from the W tokens after each deletion and re-score exactly the M best estimates (replaces stale scores and --refresh).")] = None,
     margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up; then, while other candidates' estimates are within MARGIN nats of the best exact score found, widen their windows fourfold (resuming what was computed) until they span the chain and are scored exactly (see README for the measured trade-off).")] = None,
+    batch_chains: Annotated[int, typer.Option(min=1, help="With --engine packed: prune K chains at once, their packed forwards run as one (larger forwards use the CPU/GPU better; same results to rounding). Memory for kept suffixes is shared among them.")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip ids already in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives to OUT.scores.jsonl (for `chainprune analyze dynamics`).")] = False,
@@ -81,8 +82,11 @@ def prune(
         margin=margin,
         save_scores=save_scores,
         surrogate=str(surrogate) if surrogate else None,
+        batch_chains=batch_chains,
     )
     if ray or ray_address is not None or workers is not None:
+        if batch_chains > 1:
+            raise typer.BadParameter("with --ray each worker prunes one chain at a time", param_hint="--batch-chains")
         _prune_on_ray(input, out, config, resume, overwrite, ray, ray_address, workers)
         return
     reporter = ProgressReporter()

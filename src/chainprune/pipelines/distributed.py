@@ -34,6 +34,7 @@ from chainprune.pipelines.prune import (
     Reporter,
     ScoresWriter,
     default_loader,
+    longest_first,
     open_run,
     prune_one,
     surrogate_screener,
@@ -115,13 +116,6 @@ class _CollectedScores(ScoresWriter):
     def write(self, trace: Trace, recorder: ScoreRecorder | None) -> None:
         if recorder is not None:
             self.record = recorder.to_json(trace.id, len(trace.reasoning_ids))
-
-
-def longest_first(todo: Sequence[tuple[int, Chain]]) -> list[tuple[int, Chain]]:
-    """Chains in the order to hand them out: longest reasoning first (a prune's cost grows with its square, so a
-    long chain started last would finish alone), then longest prompt, then input order. Lengths in characters:
-    the driver loads no tokenizer."""
-    return sorted(todo, key=lambda item: (-len(item[1].reasoning), -len(item[1].question) - len(item[1].answer), item[0]))
 
 
 @dataclass

@@ -3,11 +3,15 @@
 Each finished example is appended at once; a bad record is reported (line, id, problem) and skipped while the
 others complete; `resume` skips ids already in the output. The run's settings are saved beside the output
 (`<out>.config.json`) and a resumed run must use the same ones, so one file never mixes two settings.
+With `batch_chains` K > 1 (engine `packed`), K chains are pruned at once in threads whose packed forwards
+run as one (`scoring.together`); traces are appended as each finishes, in the order they finish.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,6 +23,8 @@ from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
 from chainprune.pruning import Approximation, prune_chain
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, get_engine
+from chainprune.scoring.packed import run_packs
+from chainprune.scoring.together import run_together
 from chainprune.types import Chain, Trace
 
 
@@ -38,6 +44,7 @@ class PruneConfig:
     margin: float | None = None
     save_scores: bool = False  # also write every scoring pass's candidate scores to <out>.scores.jsonl
     surrogate: str | None = None  # with screen: an attention surrogate (analyze surrogate) picks the candidates
+    batch_chains: int = 1  # with engine packed: prune this many chains at once, their packed forwards run as one
 
     # Settings that change the traces: a resumed run must agree on these.
     RESULT_FIELDS = ("model", "objective", "keep", "engine", "dtype", "per_step", "screen", "refresh", "lookahead",
@@ -57,6 +64,11 @@ class PruneConfig:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of joint, answer")
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be at least 1")
+        if self.batch_chains < 1:
+            raise ValueError("batch_chains must be at least 1")
+        if self.batch_chains > 1 and self.engine != "packed":
+            raise ValueError(f"batch_chains runs the packed forwards of several chains as one: it needs --engine "
+                             f"packed (got {self.engine})")
         self.approximation  # validates per_step, screen, refresh, lookahead and margin
         if self.surrogate is not None:
             if self.screen is None:
@@ -87,6 +99,33 @@ class Reporter:
     def finished(self, chain: Chain, trace: Trace | None, error: RecordError | None) -> None: ...
 
 
+class StepsTogether(Reporter):
+    """A reporter for chains pruned at once (`batch_chains`): its step bar shows the deletions done and to do
+    summed over the chains in progress. Called from their threads."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter, self.lock = reporter, threading.Lock()
+        self.steps: dict[int, tuple[int, int]] = {}  # per thread: (done, total) of its chain
+
+    def start(self, total: int) -> None:
+        self.reporter.start(total)
+
+    def example(self, chain: Chain, steps: int) -> None:
+        with self.lock:
+            self.steps[threading.get_ident()] = (0, steps)
+            self.reporter.example(chain, steps)
+
+    def step(self, done: int, total: int) -> None:
+        with self.lock:
+            self.steps[threading.get_ident()] = (done, total)
+            self.reporter.step(sum(d for d, _ in self.steps.values()), sum(t for _, t in self.steps.values()))
+
+    def finished(self, chain: Chain, trace: Trace | None, error: RecordError | None) -> None:
+        with self.lock:
+            self.steps.pop(threading.get_ident(), None)
+            self.reporter.finished(chain, trace, error)
+
+
 def errors_path(out: Path) -> Path:
     return out.with_name(out.name + ".errors.jsonl")
 
@@ -112,16 +151,29 @@ def run_prune(
     reporter.start(len(todo))
     if todo:
         with JsonlAppender(out) as writer, ScoresWriter(out if config.save_scores else None) as score_writer:
-            for line, chain in todo:
+            lock = threading.Lock()  # one chain's results at a time into the files and the summary
+
+            def prune_and_write(task: tuple[int, Chain]) -> None:
+                line, chain = task
                 trace, error = prune_one(pruner, chain, line, config, reporter, score_writer, screener)
-                if trace is not None:
-                    writer.write(trace.to_json())
-                    summary.done += 1
-                    summary.deletions += len(trace.deletion_order)
-                    summary.token_forwards += trace.token_forwards
-                else:
-                    summary.failures.append(error)
-                reporter.finished(chain, trace, error)
+                with lock:
+                    if trace is not None:
+                        writer.write(trace.to_json())
+                        summary.done += 1
+                        summary.deletions += len(trace.deletion_order)
+                        summary.token_forwards += trace.token_forwards
+                    else:
+                        summary.failures.append(error)
+                    reporter.finished(chain, trace, error)
+
+            if config.batch_chains > 1 and len(todo) > 1:
+                # longest first, so the last chains to finish are short ones and few forwards run alone
+                reporter = StepsTogether(reporter)
+                threads = min(config.batch_chains, len(todo))
+                run_together(longest_first(todo), prune_and_write, threads, functools.partial(run_packs, pruner.model))
+            else:
+                for task in todo:
+                    prune_and_write(task)
     summary.seconds = time.perf_counter() - started
     write_errors(out, summary.failures)
     return summary
@@ -156,17 +208,21 @@ def open_run(
 
 
 class ScoresWriter:
-    """Appends a prune's score record to the sidecar before its trace is written (no-op without a path)."""
+    """Appends a prune's score record to the sidecar before its trace is written (no-op without a path); safe
+    to call from the threads of `--batch-chains`."""
 
     def __init__(self, out: Path | None):
         self.appender = JsonlAppender(scores_path(out)) if out is not None else None
+        self.lock = threading.Lock()
 
     def recorder(self) -> ScoreRecorder | None:
         return ScoreRecorder() if self.appender is not None else None
 
     def write(self, trace: Trace, recorder: ScoreRecorder | None) -> None:
         if self.appender is not None and recorder is not None:
-            self.appender.write(recorder.to_json(trace.id, len(trace.reasoning_ids)))
+            record = recorder.to_json(trace.id, len(trace.reasoning_ids))
+            with self.lock:
+                self.appender.write(record)
 
     def __enter__(self) -> ScoresWriter:
         return self
@@ -207,6 +263,13 @@ def prune_one(
     if score_writer is not None:
         score_writer.write(trace, recorder)
     return trace, None
+
+
+def longest_first(todo: Sequence[tuple[int, Chain]]) -> list[tuple[int, Chain]]:
+    """Chains in the order to hand them out: longest reasoning first (a prune's cost grows with its square, so a
+    long chain started last would finish alone), then longest prompt, then input order. Lengths in characters:
+    the driver loads no tokenizer."""
+    return sorted(todo, key=lambda item: (-len(item[1].reasoning), -len(item[1].question) - len(item[1].answer), item[0]))
 
 
 def surrogate_screener(path: str, pruner: LoadedModel) -> Callable:

@@ -11,7 +11,7 @@ from chainprune.chains import ChainError, tokenize_chain
 from chainprune.keep import deletions_for, keep_key, kept_count, normalize_keep_fractions
 from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
-from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start, together
 from chainprune.scoring.objectives import BestContinuation, CurrentChain, forward_current, sequence_objectives
 from chainprune.scoring.packed import Partial, score_lookahead
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
@@ -113,10 +113,11 @@ KEEP_BYTES = 2**31  # exact `packed` passes keep every candidate's suffix (for t
 
 def keep_budget(device: torch.device) -> int:
     """Memory exact `packed` passes may hold in kept suffixes: KEEP_BYTES, or on a GPU a quarter of its free
-    memory when that is more."""
+    memory when that is more; shared among the chains pruned at once (`together`)."""
+    budget = KEEP_BYTES
     if device.type == "cuda" and KEEP_BYTES >= 0:
-        return max(KEEP_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
-    return KEEP_BYTES
+        budget = max(KEEP_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
+    return budget // together.peers()
 
 
 def suffix_bytes(chain: CurrentChain, m: int) -> int:
