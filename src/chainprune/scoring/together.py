@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -43,7 +43,7 @@ class _Request:
     done: bool = False
 
 
-class SharedForwards(Generic[Task]):
+class SharedForwards:
     """Collects the threads' packs and runs them, together, on the serving thread."""
 
     def __init__(self, run: Callable[[list[Any]], list[Any]], threads: int):
