@@ -148,6 +148,9 @@ def run_prune(
     started = time.perf_counter()
     pruner = (loader or default_loader)(config) if todo else None
     screener = surrogate_screener(config.surrogate, pruner) if todo and config.surrogate else None
+    together = config.batch_chains > 1 and len(todo) > 1
+    if together:
+        reporter = StepsTogether(reporter)
     reporter.start(len(todo))
     if todo:
         with JsonlAppender(out) as writer, ScoresWriter(out if config.save_scores else None) as score_writer:
@@ -166,9 +169,8 @@ def run_prune(
                         summary.failures.append(error)
                     reporter.finished(chain, trace, error)
 
-            if config.batch_chains > 1 and len(todo) > 1:
+            if together:
                 # longest first, so the last chains to finish are short ones and few forwards run alone
-                reporter = StepsTogether(reporter)
                 threads = min(config.batch_chains, len(todo))
                 run_together(longest_first(todo), prune_and_write, threads, functools.partial(run_packs, pruner.model))
             else:
