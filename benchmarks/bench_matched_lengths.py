@@ -3,18 +3,20 @@
 Steps (all through the `chainprune` command line, outputs under --work-dir, resumable):
 1. write N GSM8K train chains (calculator annotations `<<...>>` stripped; reasoning = the solution before
    `####`, answer = "The answer is N.");
-2. a student tokenizer different from the pruner's: no other tokenizer ships offline here, so a BPE
-   tokenizer (Metaspace pre-tokenizer, sentencepiece style, 8000 tokens) is trained on GSM8K train text;
+2. student tokenizers different from the pruner's (`--student-tokenizers`): the paper's students' own,
+   `llama-2` and `mistral-7b-v0.3` (built offline by `make tokenizers`), and/or `standin`, a BPE tokenizer
+   (Metaspace pre-tokenizer, sentencepiece style, 8000 tokens) trained on GSM8K train text by this script;
 3. greedy traces with the bundled pruner, APPROXIMATE (`--per-step 8 --screen 8`) because exact greedy takes
    minutes per chain on this CPU; length matching concerns the cutting rule, not the ranking's exactness;
 4. `chainprune match` (greedy) and `chainprune baseline` for uniform, surprisal, h2o (bundled pruner) and
    tokenskip with a STAND-IN classifier: a tiny random XLM-R token classifier with its own tokenizer, since
    the real LLMLingua-2 model cannot be downloaded here (the check is about lengths, not about its ranking);
-5. `chainprune lengths`, plus agreement: per keep fraction, the spread of the methods' mean achieved
-   student-token fractions and the largest per-chain spread. Prints the table and writes JSON.
+5. per student tokenizer, `chainprune lengths`, plus agreement: per keep fraction, the spread of the methods'
+   mean achieved student-token fractions and the largest per-chain spread. Prints the tables and writes JSON.
 
+    make tokenizers
     nice -n 10 .venv/bin/python benchmarks/bench_matched_lengths.py --examples 50 \
-        --out benchmarks/results/matched-lengths-cpu.json
+        --student-tokenizers llama-2,mistral-7b-v0.3 --out benchmarks/results/matched-lengths-paper-students-cpu.json
 """
 
 from __future__ import annotations
@@ -118,6 +120,59 @@ def agree(rows, records, methods, ids) -> list[dict]:
     return out
 
 
+STUDENT_TOKENIZERS = {
+    "standin": "BPE, Metaspace pre-tokenizer, 8000 tokens, trained on GSM8K train text by this script",
+    "llama-2": "Llama-2's SentencePiece vocabulary (32,000), built by `make tokenizers`, 46 reference encodings checked",
+    "mistral-7b-v0.3": "Mistral-7B-v0.3's SentencePiece model (32,768), built by `make tokenizers`, checked against sentencepiece",
+}
+
+
+def match_all(work: Path, chains: Path, traces: Path, student: str, classifier: Path, seconds: dict) -> dict:
+    """Greedy `match` and the four baselines cut to matched lengths in one student tokenizer; the table,
+    agreement and lengths."""
+    from dataclasses import asdict
+
+    from chainprune.data.jsonl import read_traces
+    from chainprune.pipelines.baselines import length_table
+
+    work.mkdir(parents=True, exist_ok=True)
+    keep_args = [x for r in KEEPS for x in ("--keep", str(r))]
+    outputs = {"greedy": work / "greedy.jsonl"}
+    label = f" ({work.name})"
+    seconds["greedy match" + label] = run(["match", str(traces), "--student-tokenizer", student, *keep_args,
+                                           "--out", str(outputs["greedy"]), "--overwrite"])
+    for method in BASELINES:
+        outputs[method] = work / f"{method}.jsonl"
+        extra = ["--classifier", str(classifier)] if method == "tokenskip" else []
+        seconds[method + label] = run(["baseline", method, str(chains), "--student-tokenizer", student, *keep_args,
+                                       "--dtype", "float32", *extra, "--out", str(outputs[method]), "--resume"])
+    run(["lengths", *map(str, outputs.values())])
+    records = {m: {r["id"]: r for r in read_traces(p)} for m, p in outputs.items()}
+    common = sorted(set.intersection(*(set(v) for v in records.values())))
+    baseline_common = sorted(set.intersection(*(set(records[m]) for m in BASELINES)))
+    rows = length_table(list(outputs.values()), ids=set(common))
+    baseline_rows = length_table([outputs[m] for m in BASELINES], ids=set(baseline_common))
+    agreement = {"five methods": agree(rows, records, list(records), common),
+                 "four baselines": agree(baseline_rows, records, list(BASELINES), baseline_common)}
+    for what, chains_used in (("five methods", common), ("four baselines", baseline_common)):
+        print(f"\nagreement, {what}, {len(chains_used)} chains, {work.name} (fractions of each chain's student length):")
+        for a in agreement[what]:
+            print(f"  keep {a['keep']}: spread of means {a['spread_of_means']:.4f}, per-chain spread "
+                  f"mean {a['per_chain_spread_mean']:.4f} max {a['per_chain_spread_max']:.4f} "
+                  f"(max {a['per_chain_token_spread_max']} student tokens)")
+    student_lengths = [records["uniform"][i]["student_tokens"] for i in baseline_common]
+    pruner_lengths = [len(records["uniform"][i]["reasoning_ids"]) for i in baseline_common]
+    return {
+        "reasoning_tokens_pruner": {"mean": sum(pruner_lengths) / len(pruner_lengths), "min": min(pruner_lengths), "max": max(pruner_lengths)},
+        "reasoning_tokens_student": {"mean": sum(student_lengths) / len(student_lengths), "min": min(student_lengths), "max": max(student_lengths)},
+        "chains_with_all_five": len(common),
+        "chains_with_all_four_baselines": len(baseline_common),
+        "rows_five_methods": [asdict(row) for row in rows],
+        "rows_four_baselines": [asdict(row) for row in baseline_rows],
+        "agreement": agreement,
+    }
+
+
 def run(args: list[str]) -> float:
     started = time.perf_counter()
     print("$ chainprune " + " ".join(args), flush=True)
@@ -134,19 +189,19 @@ def main() -> None:
     parser.add_argument("--max-words", type=int, default=35, help="longest reasoning used, in words (CPU time)")
     parser.add_argument("--per-step", type=int, default=16)
     parser.add_argument("--screen", type=int, default=8)
+    parser.add_argument("--student-tokenizers", default="standin",
+                        help="comma-separated: named tokenizers (llama-2, mistral-7b-v0.3, ...), folders, or 'standin'")
     parser.add_argument("--stage", choices=["all", "greedy", "rest"], default="all",
                         help="greedy: only prune (resumable); rest: everything else, on the traces written so far")
     args = parser.parse_args()
 
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    chains, student, classifier = work / "chains.jsonl", work / "student-tokenizer", work / "standin-classifier"
+    chains, classifier = work / "chains.jsonl", work / "standin-classifier"
     if not chains.exists():
         write_chains(chains, args.examples, args.seed, args.max_words)
-    train_student_tokenizer(student)
     build_standin_classifier(classifier)
 
-    keep_args = [x for r in KEEPS for x in ("--keep", str(r))]
     seconds = {}
     traces = work / "greedy-traces.jsonl"
     greedy_args = ["--per-step", str(args.per_step), "--screen", str(args.screen)]
@@ -156,56 +211,27 @@ def main() -> None:
              *greedy_args, "--resume"])
     if args.stage == "greedy":
         return
-    outputs = {"greedy": work / "greedy.jsonl"}
-    seconds["greedy match"] = run(["match", str(traces), "--student-tokenizer", str(student), *keep_args,
-                                   "--out", str(outputs["greedy"]), "--overwrite"])
-    for method in BASELINES:
-        outputs[method] = work / f"{method}.jsonl"
-        extra = ["--classifier", str(classifier)] if method == "tokenskip" else []
-        seconds[method] = run(["baseline", method, str(chains), "--student-tokenizer", str(student), *keep_args,
-                               "--dtype", "float32", *extra, "--out", str(outputs[method]), "--resume"])
-    run(["lengths", *map(str, outputs.values())])
-    if args.stage == "rest" and "greedy prune (approximate)" not in seconds:
+    if "greedy prune (approximate)" not in seconds:
         seconds["greedy prune (approximate), run separately"] = None
-
-    from dataclasses import asdict
-
-    from chainprune.data.jsonl import read_traces
-    from chainprune.pipelines.baselines import length_table
-
-    records = {m: {r["id"]: r for r in read_traces(p)} for m, p in outputs.items()}
-    common = sorted(set.intersection(*(set(v) for v in records.values())))
-    baseline_common = sorted(set.intersection(*(set(records[m]) for m in BASELINES)))
-    rows = length_table(list(outputs.values()), ids=set(common))
-    baseline_rows = length_table([outputs[m] for m in BASELINES], ids=set(baseline_common))
-    agreement = {"five methods": agree(rows, records, list(records), common),
-                 "four baselines": agree(baseline_rows, records, list(BASELINES), baseline_common)}
-    for label, chains_used in (("five methods", common), ("four baselines", baseline_common)):
-        print(f"\nagreement, {label}, {len(chains_used)} chains (fractions of each chain's student length):")
-        for a in agreement[label]:
-            print(f"  keep {a['keep']}: spread of means {a['spread_of_means']:.4f}, per-chain spread "
-                  f"mean {a['per_chain_spread_mean']:.4f} max {a['per_chain_spread_max']:.4f} "
-                  f"(max {a['per_chain_token_spread_max']} student tokens)")
-    student_lengths = [records["uniform"][i]["student_tokens"] for i in baseline_common]
-    pruner_lengths = [len(records["uniform"][i]["reasoning_ids"]) for i in baseline_common]
+    by_tokenizer = {}
+    for name in args.student_tokenizers.split(","):
+        student = name
+        if name == "standin":
+            student = str(work / "student-tokenizer")
+            train_student_tokenizer(Path(student))
+        by_tokenizer[name] = match_all(work / name.replace("/", "_"), chains, traces, student, classifier, seconds)
     result = {
         "what": "achieved student-token keep fractions at matched lengths, 5 methods, real GSM8K train chains",
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} CPU, {platform.system()}",
         "command": "nice -n 10 .venv/bin/python " + " ".join(sys.argv),
         "pruner": "smollm2-135m (bundled SmolLM2-135M-Instruct, float32, CPU)",
-        "student_tokenizer": "BPE, Metaspace pre-tokenizer, 8000 tokens, trained on GSM8K train text by this script",
+        "student_tokenizers": {name: STUDENT_TOKENIZERS.get(name, name) for name in by_tokenizer},
         "greedy": f"APPROXIMATE: --per-step {args.per_step} --screen {args.screen} --refresh 10, packed engine, pruned to keep 0.4",
         "chain_selection": f"first {args.examples} of a seed-{args.seed} shuffle of GSM8K train with reasoning <= {args.max_words} words",
         "tokenskip": "STAND-IN: tiny random XLM-R token classifier (seed 0), not the LLMLingua-2 model",
-        "reasoning_tokens_pruner": {"mean": sum(pruner_lengths) / len(pruner_lengths), "min": min(pruner_lengths), "max": max(pruner_lengths)},
-        "reasoning_tokens_student": {"mean": sum(student_lengths) / len(student_lengths), "min": min(student_lengths), "max": max(student_lengths)},
         "seconds": seconds,
-        "chains_with_all_five": len(common),
-        "chains_with_all_four_baselines": len(baseline_common),
-        "rows_five_methods": [asdict(row) for row in rows],
-        "rows_four_baselines": [asdict(row) for row in baseline_rows],
-        "agreement": agreement,
+        "by_student_tokenizer": by_tokenizer,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

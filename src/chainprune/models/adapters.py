@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chainprune.models import BUNDLED, LoadedModel, bundled_model_dir, load_model
+from chainprune.models import LoadedModel, is_offline_name, load_model, model_source
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -17,11 +17,11 @@ def is_adapter(path: str | Path) -> bool:
 
 
 def resolve_base(name_or_path: str) -> str:
-    """What a saved adapter should name as its base: the bundled model's converted folder, a local folder's
+    """What a saved adapter should name as its base: an offline model's or GGUF file's converted folder, a local folder's
     absolute path, or the hub id as given."""
-    if name_or_path in BUNDLED:
-        return str(bundled_model_dir(name_or_path))
     path = Path(name_or_path)
+    if is_offline_name(name_or_path) or path.suffix == ".gguf":
+        return model_source(name_or_path)
     return str(path.resolve()) if path.exists() else name_or_path
 
 

@@ -7,18 +7,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chainprune.models import BUNDLED, bundled_model_dir, resolve_device, resolve_dtype
+from chainprune.models import model_source, resolve_device, resolve_dtype
 
 
 def load_tokenizer(name_or_path: str) -> Any:
-    """A fast tokenizer from a bundled model name (`smollm2-135m`), a local folder, a `tokenizer.json` file,
-    or a hub id."""
+    """A fast tokenizer from a named tokenizer (`llama-2`, `mistral-7b-v0.3`, `llama-3.1`, `qwen2.5`, built by
+    `make tokenizers`), an offline model name (`smollm2-135m`), a `.gguf` file, a local folder, a
+    `tokenizer.json` file, or a hub id."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from chainprune.models.offline import TOKENIZERS, named_tokenizer_dir
 
     path = Path(name_or_path)
     if path.is_file() and path.suffix == ".json":
         return PreTrainedTokenizerFast(tokenizer_file=str(path))
-    source: str | Path = bundled_model_dir(name_or_path) if name_or_path in BUNDLED else name_or_path
+    source = str(named_tokenizer_dir(name_or_path)) if name_or_path in TOKENIZERS else model_source(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
