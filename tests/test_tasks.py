@@ -34,6 +34,8 @@ gsm8k, math500, mmlu = TASKS["gsm8k"], TASKS["math500"], TASKS["mmlu-pro"]
         ("She has 3 left.\nThe final answer is: $\\boxed{3}$", "3", True),
         ("Step 1: 15 - 7 = 8.\nThe answer is 15 - 7 = 8 cookies.", "8", True),
         ("He reads 0.5 of the book.\nThe answer is .5", "0.5", True),
+        ("So 48 + 24 = 72.\n\nSo, she sold \\(\\boxed{72}\\) clips in April and May.", "72", True),  # boxed, no marker
+        ("So 48 + 24 = 72.\n\nSo, she sold \\(\\boxed{71}\\) clips.", "72", False),
         ("Answer: 42", "42", True),
         ("The answer is 71.", "72", False),
         ("The answer is 7.2", "72", False),
@@ -45,6 +47,14 @@ gsm8k, math500, mmlu = TASKS["gsm8k"], TASKS["math500"], TASKS["mmlu-pro"]
 )
 def test_gsm8k_grades_real_formats(response, gold, correct):
     assert gsm8k.grade(response, gold).correct is correct
+
+
+def test_a_boxed_result_without_a_final_answer_line_is_cut_at_its_line():
+    response = "April: 48. May: 48 / 2 = 24.\n\\[ 48 + 24 = 72 \\]\n\nSo, she sold \\(\\boxed{72}\\) clips altogether."
+    graded = gsm8k.grade(response, "72")
+    assert graded.reasoning == "April: 48. May: 48 / 2 = 24.\n\\[ 48 + 24 = 72 \\]"
+    assert graded.answer == "So, she sold \\(\\boxed{72}\\) clips altogether."
+    assert graded.correct and graded.problem is None
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,20 @@ def split_at_last(response: str, marker: re.Pattern[str]) -> tuple[str, str] | N
     return response[:start].strip(), response[start:].strip()
 
 
+BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def split_at_boxed_line(response: str) -> tuple[str, str] | None:
+    """(reasoning, answer) cut at the start of the line holding the last \\boxed{...}, for responses that end
+    with a boxed result instead of a final-answer line ("So, she sold \\(\\boxed{72}\\) clips."); None when
+    nothing is boxed. Both parts are stripped."""
+    matches = list(BOXED.finditer(response))
+    if not matches:
+        return None
+    start = response.rfind("\n", 0, matches[-1].start()) + 1
+    return response[:start].strip(), response[start:].strip()
+
+
 def boxed_contents(text: str) -> list[str]:
     """The contents of every \\boxed{...} / \\fbox{...} in `text`, braces balanced, in order."""
     found = []

@@ -19,6 +19,7 @@ from chainprune.tasks.base import (
     boxed_contents,
     record_id,
     require_str,
+    split_at_boxed_line,
     split_at_last,
 )
 
@@ -74,7 +75,9 @@ def equivalent(prediction: str, gold: str) -> bool:
 
 
 def split_response(response: str) -> tuple[str, str] | None:
-    return split_at_last(response, ANSWER_MARKER)
+    """Cut at the last final-answer line; a response with none that boxes its result (as Qwen2.5 models do
+    whatever the prompt asks) is cut at the line holding its last \\boxed{}."""
+    return split_at_last(response, ANSWER_MARKER) or split_at_boxed_line(response)
 
 
 def to_example(record: dict[str, Any], origin: str, index: int) -> Example:
