@@ -300,3 +300,69 @@ def test_model_generation_config_does_not_change_the_sampling(tiny_pruner):
     finally:
         tiny_pruner.model.generation_config = saved
     assert after == before
+
+
+# ---- chainprune's decoding loop ----
+
+def encoded_prompts(tiny_pruner, n):
+    from chainprune.generation import render_prompt
+
+    tok = tiny_pruner.tokenizer
+    return [tok(render_prompt(tok, m), add_special_tokens=False)["input_ids"] for m in conversations(n)]
+
+
+def test_decoding_loop_matches_transformers_generate_greedy(tiny_pruner):
+    """Left padding, positions and the cache in `decode` give exactly what `model.generate` gives (float64)."""
+    from chainprune.generation import decode
+
+    prompts = encoded_prompts(tiny_pruner, 3)
+    rows = decode(tiny_pruner.model, prompts, Sampling(n=1, temperature=0.0, max_new_tokens=10), [0, 1, 2], stops=[-1])
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    expected = tiny_pruner.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=10,
+                                          min_new_tokens=10, pad_token_id=0)[:, width:].tolist()
+    assert rows == expected
+
+
+def test_a_sample_does_not_depend_on_its_batch(tiny_pruner):
+    """Each sample draws from its own generator: alone or beside other prompts, the same tokens (float64)."""
+    from chainprune.generation import decode
+
+    prompts = encoded_prompts(tiny_pruner, 3)
+    hot = Sampling(n=2, temperature=1.0, max_new_tokens=8)
+    together = decode(tiny_pruner.model, prompts, hot, [11, 12, 13], stops=[-1])
+    alone = decode(tiny_pruner.model, prompts[1:2], hot, [12], stops=[-1])
+    assert together[2:4] == alone
+    assert together[2] != together[3]  # two samples of one prompt differ
+
+
+def test_prompts_are_prefilled_once_and_finished_rows_leave_the_batch(tiny_pruner):
+    from chainprune.generation import decode
+
+    prompts = encoded_prompts(tiny_pruner, 2)
+    greedy = Sampling(n=1, temperature=0.0, max_new_tokens=6)
+    first = decode(tiny_pruner.model, prompts, greedy, [0, 1], stops=[-1])
+    # a token that ends prompt 0's greedy response at step j and never occurs in prompt 1's
+    j, stop = next((j, t) for j, t in enumerate(first[0]) if t not in first[1] and t not in first[0][:j])
+    rows_seen = []
+    model = tiny_pruner.model
+    hook = model.register_forward_pre_hook(lambda m, args, kwargs: rows_seen.append(kwargs["input_ids"].shape),
+                                           with_kwargs=True)
+    try:
+        rows = decode(model, prompts, Sampling(n=3, temperature=1e-6, max_new_tokens=6), [0, 1], stops=[stop])
+    finally:
+        hook.remove()
+    assert rows_seen[0][0] == 2  # the prefill: one row per prompt, not per sample
+    assert [shape[0] for shape in rows_seen[1:]] == [6] * j + [3] * (5 - j)  # prompt 0's samples leave at j
+    assert rows[:3] == [first[0][: j + 1]] * 3 and rows[3:] == [first[1]] * 3
+
+
+def test_top_p_keeps_the_smallest_set_reaching_the_mass():
+    from chainprune.generation import next_tokens
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(400, 1)
+    generators = [torch.Generator().manual_seed(i) for i in range(400)]
+    for top_p, support in ((0.5, {0}), (0.6, {0, 1}), (0.85, {0, 1, 2}), (1.0, {0, 1, 2})):
+        drawn = set(next_tokens(logits, Sampling(n=2, temperature=1.0, top_p=top_p), generators).tolist())
+        assert drawn == support, top_p

@@ -84,66 +84,97 @@ def stop_token_ids(loaded: LoadedModel) -> list[int]:
     return ids
 
 
-# transformers' own defaults (GenerationConfig._get_default_generation_params in 5.x): none changes the
-# distribution; set explicitly so that a model's generation_config.json cannot override them.
-NEUTRAL_GENERATION = {
-    "num_beams": 1, "typical_p": 1.0, "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0,
-    "length_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0, "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0, "min_new_tokens": 0, "use_cache": True,  # min_new_tokens takes precedence over min_length
-}
-
-
 class TransformersGenerator:
-    """Batched `model.generate` with left padding. Each batch is seeded from its conversations' seeds, so a
-    result is reproducible for the same seeds, batch composition and device."""
+    """Batched sampling with transformers models, by chainprune's own decoding loop (`decode`).
+
+    Against `model.generate` it saves what generation on a CPU spends for nothing: each prompt is prefilled
+    once whatever the number of samples (its cache is then repeated for them), and a sequence that ends
+    leaves the batch at once instead of being computed, padded, until the longest one ends. Each sample draws
+    from its own random generator, seeded from its conversation's seed and its index, so a sample does not
+    depend on which conversations share its batch (up to floating-point rounding of batched matmuls)."""
 
     def __init__(self, loaded: LoadedModel, batch_size: int = 8):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
-        self.batch_size = batch_size  # conversations per generate call (each with n samples)
+        self.batch_size = batch_size  # conversations per batch (each with n samples)
 
     def generate(self, conversations: Sequence[Messages], sampling: Sampling, seeds: Sequence[int]) -> list[list[Sample]]:
-        from transformers import GenerationConfig
-
-        tokenizer, model = self.loaded.tokenizer, self.loaded.model
+        tokenizer = self.loaded.tokenizer
         stops = stop_token_ids(self.loaded)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-        greedy = sampling.temperature == 0
-        # generate() fills every setting left unset (None) from the model's own generation_config.json, which
-        # may carry a repetition penalty, top-k or beams (Qwen2.5's does). Set all of them to neutral values.
-        settings = dict(NEUTRAL_GENERATION)
-        settings.update(
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=not greedy,
-            temperature=1.0 if greedy else sampling.temperature,
-            top_p=1.0 if greedy else sampling.top_p,
-            top_k=50 if greedy else 0,  # 0 disables top-k: sample from the whole (top-p) distribution
-            num_return_sequences=sampling.n,
-            eos_token_id=stops,
-            pad_token_id=pad,
-        )
-        config = GenerationConfig(**settings)
         results: list[list[Sample]] = []
         for start in range(0, len(conversations), self.batch_size):
             batch = conversations[start : start + self.batch_size]
             prompts = [render_prompt(tokenizer, m) for m in batch]
             encoded = [tokenizer(p, add_special_tokens=not tokenizer.chat_template)["input_ids"] for p in prompts]
-            width = max(len(ids) for ids in encoded)
-            # Left padding keeps every prompt's last token at the same position, where generation starts.
-            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=self.loaded.device)
-            attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=self.loaded.device)
-            torch.manual_seed(derive_seed(0, *map(str, seeds[start : start + self.batch_size])))
-            with torch.no_grad():
-                output = model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config)
-            new = output[:, width:].tolist()  # (batch * n, generated), rows grouped by conversation
+            rows = decode(self.loaded.model, encoded, sampling, seeds[start : start + self.batch_size], stops)
             for i in range(len(batch)):
-                results.append([self._decode(row, stops) for row in new[i * sampling.n : (i + 1) * sampling.n]])
+                results.append([self._decode(row, stops) for row in rows[i * sampling.n : (i + 1) * sampling.n]])
         return results
 
     def _decode(self, row: list[int], stops: list[int]) -> Sample:
         end = next((j for j, t in enumerate(row) if t in stops), None)
         tokens = row if end is None else row[:end]
         return Sample(self.tokenizer.decode(tokens, skip_special_tokens=True), len(tokens), end is not None)
+
+
+def next_tokens(logits: torch.Tensor, sampling: Sampling, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """One token per row of `logits` (rows, vocab): the argmax when greedy, else a draw from the row's own
+    generator after temperature and nucleus (top-p) filtering, nothing else (the paper's settings)."""
+    if sampling.temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    if sampling.top_p < 1.0:
+        # Keep the smallest set of most likely tokens whose mass reaches top_p (at least one token).
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        sorted_probs = sorted_probs.masked_fill(before >= sampling.top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.stack([torch.multinomial(row, 1, generator=g)[0] for row, g in zip(probs, generators)])
+
+
+@torch.no_grad()
+def decode(model: Any, prompts: Sequence[Sequence[int]], sampling: Sampling, seeds: Sequence[int],
+           stops: Sequence[int]) -> list[list[int]]:
+    """Generated token ids (stop token included when one was reached) of `sampling.n` samples per prompt,
+    rows grouped by prompt. Prompts are left-padded and prefilled once; their caches are repeated for the
+    samples; finished rows are dropped from the batch."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    n = sampling.n
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.tensor([[0] * (width - len(ids)) + list(ids) for ids in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1]
+    if n > 1:
+        cache.batch_repeat_interleave(n)
+        logits, mask, positions = (t.repeat_interleave(n, dim=0) for t in (logits, mask, positions))
+    generators = [torch.Generator(device=device).manual_seed(derive_seed(seed, str(k)))
+                  for seed in seeds for k in range(n)]
+    outputs: list[list[int]] = [[] for _ in generators]
+    active = list(range(len(generators)))  # output row of each batch row
+    next_position = positions[:, -1] + 1
+    stop_ids = torch.tensor(list(stops), device=device)
+    for step in range(sampling.max_new_tokens):
+        chosen = next_tokens(logits, sampling, [generators[r] for r in active])
+        for row, token in zip(active, chosen.tolist()):
+            outputs[row].append(token)
+        done = torch.isin(chosen, stop_ids)
+        if step + 1 == sampling.max_new_tokens or bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().flatten()
+            cache.batch_select_indices(keep)
+            active = [active[i] for i in keep.tolist()]
+            chosen, mask, next_position = chosen[keep], mask[keep], next_position[keep]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        logits = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                       past_key_values=cache, use_cache=True).logits[:, -1]
+        next_position = next_position + 1
+    return outputs
 
 
 class VLLMGenerator:
