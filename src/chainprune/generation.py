@@ -17,6 +17,7 @@ import torch
 
 from chainprune.chains import chat_messages
 from chainprune.models import LoadedModel, load_model
+from chainprune.scoring.logprobs import _cache_argument
 
 Messages = list[dict[str, str]]
 
@@ -147,8 +148,9 @@ def decode(model: Any, prompts: Sequence[Sequence[int]], sampling: Sampling, see
     mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1]
+    cache_arg = {_cache_argument(type(model)): cache}  # `cache` since transformers 5.x, `past_key_values` before
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                   logits_to_keep=1, **cache_arg).logits[:, -1]
     if n > 1:
         cache.batch_repeat_interleave(n)
         logits, mask, positions = (t.repeat_interleave(n, dim=0) for t in (logits, mask, positions))
@@ -172,7 +174,7 @@ def decode(model: Any, prompts: Sequence[Sequence[int]], sampling: Sampling, see
             chosen, mask, next_position = chosen[keep], mask[keep], next_position[keep]
         mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
         logits = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                       past_key_values=cache, use_cache=True).logits[:, -1]
+                       use_cache=True, **cache_arg).logits[:, -1]
         next_position = next_position + 1
     return outputs
 
