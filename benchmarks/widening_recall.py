@@ -29,7 +29,7 @@ from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 from chainprune.pruning.greedy import Approximation, lookahead_pass
 from chainprune.scoring import ForwardStats
-from chainprune.scoring.objectives import forward_current
+from chainprune.scoring.chain_state import forward_current
 from chainprune.scoring.packed import score_lookahead
 
 

@@ -3,7 +3,7 @@
 Each finished example is appended at once; a bad record is reported (line, id, problem) and skipped while the
 others complete; `resume` skips ids already in the output. The run's settings are saved beside the output
 (`<out>.config.json`) and a resumed run must use the same ones, so one file never mixes two settings.
-With `batch_chains` K > 1 (engine `packed`), K chains are pruned at once in threads whose packed forwards
+With `batch_chains` K > 1 (an engine that runs packs, `Engine.runs_packs`), K chains are pruned at once in threads whose packed forwards
 run as one (`scoring.together`); traces are appended as each finishes, in the order they finish.
 """
 
@@ -22,8 +22,7 @@ from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
 from chainprune.pruning import Approximation, prune_chain
-from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, get_engine
-from chainprune.scoring.packed import run_packs
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
 from chainprune.scoring.together import run_together
 from chainprune.types import Chain, Trace
 
@@ -59,16 +58,16 @@ class PruneConfig:
 
     def validate(self) -> None:
         self.keep = normalize_keep_fractions(self.keep)
-        get_engine(self.engine)
+        engine = get_engine(self.engine)
         if self.objective not in ("joint", "answer"):
             raise ValueError(f"unknown objective {self.objective!r}; choose one of joint, answer")
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be at least 1")
         if self.batch_chains < 1:
             raise ValueError("batch_chains must be at least 1")
-        if self.batch_chains > 1 and self.engine != "packed":
+        if self.batch_chains > 1 and not engine.runs_packs:
             raise ValueError(f"batch_chains runs the packed forwards of several chains as one: it needs --engine "
-                             f"packed (got {self.engine})")
+                             f"{' or '.join(engines_that('runs_packs'))} (got {self.engine})")
         self.approximation  # validates per_step, screen, refresh, lookahead and margin
         if self.surrogate is not None:
             if self.screen is None:
