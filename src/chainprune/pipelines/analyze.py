@@ -18,7 +18,8 @@ from typing import Any
 
 from chainprune.analysis.categories import CATEGORIES, Annotator, check_categories, rule_annotator
 from chainprune.analysis.retention import overall_kept_fraction, retention_curve
-from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines, refuse_existing, repair_and_read_ids
+from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines
+from chainprune.run import RunSummary, open_output, require_input
 
 Track = Callable[[Iterable, int, str], Iterable]  # (items, total, description) -> items, e.g. a progress bar
 
@@ -46,12 +47,7 @@ def read_records(path: Path, required: Sequence[str] = ("id", "tokens")) -> tupl
 
 # ---- annotate ----
 
-@dataclass
-class AnnotateSummary:
-    done: int = 0
-    skipped: int = 0
-    failures: list[RecordError] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+AnnotateSummary = RunSummary  # what `run_annotate` returns
 
 
 def make_annotator(name: str, **llm_options: Any) -> Annotator:
@@ -71,17 +67,11 @@ def run_annotate(
 ) -> AnnotateSummary:
     """Copy every trace of `traces` to `out` with a `category` on each token."""
     traces, out = Path(traces), Path(out)
-    if not traces.exists():
-        raise ValueError(f"input file {traces} does not exist")
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-    summary = AnnotateSummary()
-    done_ids: set[str] = set()
-    if resume:
-        done_ids, summary.warnings = repair_and_read_ids(out)
+    require_input(traces)
+    output = open_output(out, resume, overwrite)
+    summary = AnnotateSummary(warnings=output.warnings)
     records, summary.failures = read_records(traces)
-    todo = [(line, r) for line, r in records if str(r["id"]) not in done_ids]
+    todo = [(line, r) for line, r in records if str(r["id"]) not in output.done]
     summary.skipped = len(records) - len(todo)
     with JsonlAppender(out) as writer:
         for line, record in track(todo, len(todo), "annotating"):
@@ -296,14 +286,11 @@ def run_judge(
 
     keeps = normalize_keep_fractions(keeps)
     traces, out = Path(traces), Path(out)
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
+    output = open_output(out, resume, overwrite)
     questions = {c.id: c.question for _, c in read_chains(chains)[0]} if chains else {}
     records, failures = read_records(traces, ("id", "tokens", "deletion_order"))
     records = records[:limit] if limit is not None else records
-    done_ids = repair_and_read_ids(out)[0] if resume else set()
-    todo = [(line, r) for line, r in records if str(r["id"]) not in done_ids]
+    todo = [(line, r) for line, r in records if str(r["id"]) not in output.done]
     judged = 0
     with JsonlAppender(out) as writer:
         for line, record in track(todo, len(todo), "judging"):

@@ -19,16 +19,13 @@ from statistics import mean
 from typing import Any
 
 from chainprune.chains import ChainError, tokenize_chain
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines
 from chainprune.keep import keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
-from chainprune.pipelines.prune import Reporter, write_errors
 from chainprune.ranking import DEFAULT_CLASSIFIER, RANKER_NEEDS, Ranking, TokenClassifier, get_ranker, greedy_from_trace
 from chainprune.ranking.matching import match_lengths
+from chainprune.run import Reporter, RunSummary, open_output, require_input, write_errors
 from chainprune.types import Chain, ChainIds
-
-BASELINE_METHODS = ("uniform", "surprisal", "h2o", "tokenskip", "greedy")
-
 
 @dataclass
 class BaselineConfig:
@@ -68,15 +65,6 @@ class Resources:
     pruner: LoadedModel  # `model` may be None for methods that need only the tokenizer
     student: Any  # the student's tokenizer
     ranker_model: Any = None  # what the ranker's `model` argument is (RANKER_NEEDS)
-
-
-@dataclass
-class RunSummary:
-    done: int = 0
-    skipped: int = 0
-    failures: list[RecordError] = field(default_factory=list)
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
 
 
 # ---- one record ----
@@ -142,16 +130,10 @@ def chain_seed(seed: int, chain_id: str) -> int:
 
 
 def _prepare_output(out: Path, config: Any, resume: bool, overwrite: bool, summary: RunSummary) -> set[str]:
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-    done: set[str] = set()
-    if resume:
-        check_resume_settings(out, asdict(config), type(config).RESULT_FIELDS)
-        done, summary.warnings = repair_and_read_ids(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_settings(out, asdict(config))
-    return done
+    output = open_output(out, resume, overwrite, asdict(config), type(config).RESULT_FIELDS)
+    summary.warnings = output.warnings
+    output.save_settings()
+    return output.done
 
 
 # ---- chainprune baseline ----
@@ -184,8 +166,7 @@ def run_baseline(
     """Rank every chain of `input_path` with `config.method` and write matched-length records to `out`."""
     config.validate()
     input_path, out = Path(input_path), Path(out)
-    if not input_path.exists():
-        raise ValueError(f"input file {input_path} does not exist")
+    require_input(input_path)
     reporter = reporter or Reporter()
     summary = RunSummary()
     done = _prepare_output(out, config, resume, overwrite, summary)
@@ -250,8 +231,7 @@ def run_match(
     `tokenizers(name)` loads a tokenizer by name (default: `load_tokenizer`, cached per name)."""
     config.validate()
     traces_path, out = Path(traces_path), Path(out)
-    if not traces_path.exists():
-        raise ValueError(f"traces file {traces_path} does not exist")
+    require_input(traces_path, "traces file")
     reporter = reporter or Reporter()
     summary = RunSummary()
     done = _prepare_output(out, config, resume, overwrite, summary)
