@@ -10,7 +10,8 @@ What else an engine takes, it declares:
   its `score` takes that forward as `current` and the caller may share one forward between several calls;
 - `keeps_suffixes`: its `score` also takes `best` (a `BestContinuation`, offered the recomputed suffix of the
   best candidate it scored, from which the next pass's forward is built) and `partials` (candidate -> what was
-  computed of its suffix on this chain, resumed from and added to); the caller keeps them across passes;
+  computed of its suffix on this chain, resumed from and added to); the caller keeps them across passes.
+  These three follow `positions` in this order, and are passed by position;
 - `run_packs`: its forwards are packs that the forwards of several chains pruned at once can run as one
   (`--batch-chains`); this runs a list of them;
 - `estimate`: it gives lookahead estimates (`--lookahead`), with the signature of `packed.score_lookahead`.
