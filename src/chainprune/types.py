@@ -105,7 +105,8 @@ class Trace:
             if not all(isinstance(v, dict) for v in fields["pruned"].values()):
                 raise TypeError("each value of 'pruned' must be an object")
             fields["pruned"] = {k: PrunedChain(v.get("text"), v.get("num_tokens")) for k, v in fields["pruned"].items()}
-        required = [k for k, f in cls.__dataclass_fields__.items() if f.default is MISSING and f.default_factory is MISSING]
+        fields_ = cls.__dataclass_fields__.items()
+        required = [k for k, f in fields_ if f.default is MISSING and f.default_factory is MISSING]
         return cls(**{**dict.fromkeys(required), **fields})
 
     @property
@@ -139,7 +140,7 @@ class MatchedCut(PrunedChain):
     student_fraction: float
     target_student_tokens: int
     deletions: int
-    order_exhausted: bool  # the order ran out before the target was reached (a trace pruned too little)
+    order_exhausted: bool  # the order ran out before the target was reached (a trace pruned too little: prune further)
 
 
 @dataclass

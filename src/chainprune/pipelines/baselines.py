@@ -283,7 +283,8 @@ def match_trace(record: dict[str, Any], config: MatchConfig, tokenizer: Callable
     # in the order they are needed: the pruner's tokenizer (unless given), the keep fractions (unless given), ...
     needed = ["pruner", "pruned"] if config.pruner_tokenizer is None else ["pruned", "pruner"]
     needed = [k for k in needed if k != "pruned" or not config.keep]
-    missing = [k for k in (*needed, "tokens", "prompt_ids", "reasoning_ids", "answer_ids", "deletion_order") if k not in record]
+    needed += ["tokens", "prompt_ids", "reasoning_ids", "answer_ids", "deletion_order"]
+    missing = [k for k in needed if k not in record]
     if missing:
         raise KeyError(missing[0])
     trace = Trace.from_json(record, partial=True)

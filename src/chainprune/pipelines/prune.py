@@ -3,8 +3,10 @@
 Each finished example is appended at once; a bad record is reported (line, id, problem) and skipped while the
 others complete; `resume` skips ids already in the output. The run's settings are saved beside the output
 (`<out>.config.json`) and a resumed run must use the same ones, so one file never mixes two settings.
-With `batch_chains` K > 1 (an engine that runs packs, `Engine.runs_packs`), K chains are pruned at once in threads whose packed forwards
-run as one (`scoring.together`); traces are appended as each finishes, in the order they finish.
+With `batch_chains` K > 1 (an engine that runs packs, `Engine.runs_packs`), K chains are pruned at once in
+threads whose packed forwards run as one (`scoring.together`); traces are appended as each finishes, in the
+order they finish. What every pipeline's run shares (opening the output, the reporter, the errors file) is in
+`chainprune.run`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
 from chainprune.pruning import Approximation, prune_chain
-from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
 # PruneSummary, Reporter and errors_path are also imported from here (by the CLI and the demo)
 from chainprune.run import PruneSummary, Reporter, errors_path, open_output, require_input, write_errors  # noqa: F401
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
 from chainprune.scoring.together import run_together
 from chainprune.types import Chain, Trace
 

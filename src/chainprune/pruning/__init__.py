@@ -66,7 +66,9 @@ class ChainScorer:
             if chain is None:
                 chain = forward_current(self.model, ids, self.objective_name, self.stats, previous)
             partials = self._carried(key)
-            if partials is None and self.engine.keeps_suffixes and suffix_bytes(chain, len(remaining)) <= suffix_budget(chain.seq.device):
+            if partials is None and self.engine.keeps_suffixes and (
+                suffix_bytes(chain, len(remaining)) <= suffix_budget(chain.seq.device)
+            ):
                 partials = {}
             self._current, self._best, self._partials = (key, chain), BestContinuation(), partials
         return self._current[1]

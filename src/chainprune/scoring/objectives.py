@@ -49,7 +49,7 @@ _CHAIN_STATE = ("BestContinuation", "Continuation", "CurrentChain", "forward_cur
 
 
 def __getattr__(name: str) -> Any:
-    """The chain-state names once defined here (`chain_state` now) stay importable from this module."""
+    """`chain_state`'s forward and continuation classes are importable from here too (tests and scripts do)."""
     if name in _CHAIN_STATE:
         from chainprune.scoring import chain_state
 

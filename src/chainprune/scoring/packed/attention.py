@@ -17,7 +17,7 @@ import torch
 from transformers import DynamicCache
 
 from chainprune.models.attention import attention_override
-from chainprune.scoring import packed, together
+from chainprune.scoring import packed, together  # `packed`: its DENSE_BELOW, read at each call
 from chainprune.scoring.logprobs import output_cache, run_decoder, target_logprobs
 from chainprune.scoring.packed.layout import PackLayout
 
