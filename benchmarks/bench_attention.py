@@ -21,6 +21,7 @@ from chainprune.chains import tokenize_chain
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 from chainprune.pruning import ChainScorer
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     ids = tokenize_chain(pruner.tokenizer, chain)
     remaining = list(range(len(ids.reasoning_ids)))
     print(f"{chain.id}: prompt {len(ids.prompt_ids)}, reasoning {len(remaining)}, answer {len(ids.answer_ids)} tokens")
-    scorer = ChainScorer(pruner.model, ids, "joint", "packed", 8192)
+    scorer = ChainScorer(pruner.model, ids, "joint", "packed", DEFAULT_MAX_BATCH_TOKENS)
     scorer.candidates(remaining)  # warm-up
     results: dict[str, list[torch.Tensor]] = {}
     for _ in range(args.repeats):

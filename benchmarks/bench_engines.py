@@ -25,6 +25,7 @@ from chainprune.chains import tokenize_chain
 from chainprune.models import load_model
 from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import greedy_prune
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import Chain
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["naive", "prefix"])
     parser.add_argument("--examples", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="greedy steps measured per example (at full length)")
-    parser.add_argument("--max-batch-tokens", type=int, default=8192)
+    parser.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/engines-cpu.json"))

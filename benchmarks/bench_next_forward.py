@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-import chainprune.scoring.objectives as objectives
+import chainprune.scoring.chain_state as chain_state
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 from chainprune.pruning import Approximation, prune_chain
@@ -31,10 +31,10 @@ def main() -> None:
     pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
     chains = [parse_chain(json.loads(line)) for line in args.chains.open()][: args.examples]
     approximation = Approximation(screen=args.screen, lookahead=args.lookahead)
-    offer = objectives.BestContinuation.offer
+    offer = chain_state.BestContinuation.offer
     for _ in range(args.repeats):
         for label, kept in (("kept continuation", True), ("incremental forward", False)):
-            objectives.BestContinuation.offer = offer if kept else (lambda self, continuation: None)
+            chain_state.BestContinuation.offer = offer if kept else (lambda self, continuation: None)
             start, forwards, orders = time.perf_counter(), 0, []
             for chain in chains:
                 trace = prune_chain(pruner, chain, keep=[0.5], engine="packed", approximation=approximation)
@@ -42,7 +42,7 @@ def main() -> None:
                 orders.append(trace.deletion_order)
             print(f"{label:>20}: {time.perf_counter() - start:6.1f} s, {forwards:,} token-forwards, "
                   f"deletions {hash(str(orders)) & 0xFFFF:04x}", flush=True)
-    objectives.BestContinuation.offer = offer
+    chain_state.BestContinuation.offer = offer
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from pathlib import Path
 import psutil
 import torch
 
-from chainprune.pipelines.distributed import ClusterReporter, RayOptions, run_prune_distributed
+from chainprune.pipelines.distributed import RayOptions, run_prune_distributed
 from chainprune.pipelines.prune import PruneConfig, run_prune
+from chainprune.run import ClusterReporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_model, make_tokenizer  # noqa: E402  (the tests' tiny model, built offline)

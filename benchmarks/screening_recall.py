@@ -26,6 +26,7 @@ from chainprune.data.scores import load_scores, scores_path
 from chainprune.models import load_model
 from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import RUNNERS_UP
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import ChainIds
 
 
@@ -70,7 +71,7 @@ def main() -> None:
     for trace in traces:
         n, passes = scores[trace["id"]]
         ids = ChainIds(trace["prompt_ids"], trace["reasoning_ids"], trace["answer_ids"])
-        scorer = ChainScorer(pruner.model, ids, trace["objective"], "packed", 8192)
+        scorer = ChainScorer(pruner.model, ids, trace["objective"], "packed", DEFAULT_MAX_BATCH_TOKENS)
         previous: dict[int, float] = {}
         for p in passes:
             remaining = p.remaining(trace["deletion_order"], n)

@@ -28,8 +28,8 @@ from chainprune.chains import tokenize_chain
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 from chainprune.pruning.greedy import Approximation, lookahead_pass
-from chainprune.scoring import ForwardStats
-from chainprune.scoring.objectives import forward_current
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats
+from chainprune.scoring.chain_state import forward_current
 from chainprune.scoring.packed import score_lookahead
 
 
@@ -37,7 +37,7 @@ def record_pass(model, ids, current, stats) -> dict:
     """Exact scores of every candidate, and per candidate the gain of each suffix target over the chain as it
     stands (recomputed log-prob minus the current one), from one exact scoring that keeps its suffixes."""
     partials: dict = {}
-    _, scores = score_lookahead(model, ids, "joint", 8192, stats, len(ids.input_ids), current=current, partials=partials)
+    _, scores = score_lookahead(model, ids, "joint", DEFAULT_MAX_BATCH_TOKENS, stats, len(ids.input_ids), current=current, partials=partials)
     base = current.base_logp.cpu().numpy()
     gains = []
     for i in range(len(ids.reasoning_ids)):

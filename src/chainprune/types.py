@@ -1,12 +1,13 @@
 """Plain records that travel between layers: a chain to prune, its tokenization, and the trace of a prune.
 
 Nothing here knows about models or files; `Trace.to_json` / `Trace.from_json` define the trace format that
-every other tool (and outside checks) read. The format is documented in DESIGN.md and README.md.
+every other tool (and outside checks) read, and `MatchedRecord` the records of `baseline` and `match`: a
+deletion order cut at matched lengths in a student's tokenizer.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
 from chainprune.keep import deletions_for
@@ -83,15 +84,97 @@ class Trace:
         return record
 
     @classmethod
-    def from_json(cls, record: dict[str, Any]) -> Trace:
+    def from_json(cls, record: dict[str, Any], partial: bool = False) -> Trace:
+        """The trace a JSON record holds (fields it does not know are left out). With `partial`, fields without
+        a default that the record lacks are None: for readers of trace-like records (annotated, matched) that
+        need only some fields and check those first; `pruned` then keeps each cut's text and token count."""
+        if partial:
+            return cls._partial(record)
         record = dict(record)
         record["tokens"] = [TraceToken(**t) for t in record["tokens"]]
         record["pruned"] = {k: PrunedChain(**v) for k, v in record["pruned"].items()}
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in record.items() if k in known})
 
+    @classmethod
+    def _partial(cls, record: dict[str, Any]) -> Trace:
+        fields = {k: record[k] for k in cls.__dataclass_fields__ if k in record}
+        if "tokens" in fields:
+            fields["tokens"] = [TraceToken(**t) for t in fields["tokens"]]
+        if "pruned" in fields:
+            if not all(isinstance(v, dict) for v in fields["pruned"].values()):
+                raise TypeError("each value of 'pruned' must be an object")
+            fields["pruned"] = {k: PrunedChain(v.get("text"), v.get("num_tokens")) for k, v in fields["pruned"].items()}
+        fields_ = cls.__dataclass_fields__.items()
+        required = [k for k, f in fields_ if f.default is MISSING and f.default_factory is MISSING]
+        return cls(**{**dict.fromkeys(required), **fields})
+
+    @property
+    def ids(self) -> ChainIds:
+        """The tokenized chain the trace pruned, with each reasoning token's text."""
+        texts = [t.text for t in sorted(self.tokens or [], key=lambda t: t.position)]  # none in a partial record
+        return ChainIds(self.prompt_ids, self.reasoning_ids, self.answer_ids, reasoning_texts=texts)
+
+    @property
+    def smallest_keep(self) -> float:
+        """The smallest keep fraction the trace was pruned to (1.0 when none)."""
+        return min((float(k) for k in self.pruned or {}), default=1.0)
+
     def kept_positions(self, keep_fraction: float) -> list[int]:
         """Reasoning positions still present at `keep_fraction` (must be one the trace was pruned to or above)."""
         n = len(self.reasoning_ids)
         deleted = set(self.deletion_order[: deletions_for(n, keep_fraction)])
         return [i for i in range(n) if i not in deleted]
+
+    def kept_text(self, keep_fraction: float) -> str:
+        """The reasoning kept at `keep_fraction`, joined from the tokens' texts (any keep the trace reaches)."""
+        gone = set(self.deletion_order[: deletions_for(len(self.tokens), keep_fraction)])
+        return "".join(t.text for t in self.tokens if t.position not in gone)
+
+
+@dataclass
+class MatchedCut(PrunedChain):
+    """A deletion order cut where the kept reasoning comes closest to a target length in the student's tokens."""
+
+    student_tokens: int
+    student_fraction: float
+    target_student_tokens: int
+    deletions: int
+    order_exhausted: bool  # the order ran out before the target was reached (a trace pruned too little: prune further)
+
+
+@dataclass
+class MatchedRecord:
+    """A record of `baseline` or `match`: a deletion order (a baseline ranker's, or a greedy trace's) cut at
+    matched lengths in a student's tokenizer. Trace-like (ids, `deletion_order`, `tokens`, `pruned` as in a
+    trace), plus `method`, the student-token numbers and, for scored methods, each reasoning token's score."""
+
+    id: str
+    method: str
+    # what made the order, written after `method` in this order: `pruner` and `student_tokenizer`, then by
+    # method `seed` (uniform), `classifier` (tokenskip), `objective` and `mode` (greedy traces; `mode` only for
+    # approximate ones)
+    settings: dict[str, Any]
+    prompt_ids: list[int]
+    reasoning_ids: list[int]
+    answer_ids: list[int]
+    deletion_order: list[int]
+    tokens: list[TraceToken]
+    student_tokens: int  # of the whole reasoning
+    pruned: dict[str, MatchedCut]  # keyed by str(keep_fraction)
+    scores: list[float] | None = None  # scored methods: each reasoning token's importance
+
+    def to_json(self) -> dict[str, Any]:
+        record = {"id": self.id, "method": self.method, **self.settings}
+        record.update(
+            prompt_ids=self.prompt_ids,
+            reasoning_ids=self.reasoning_ids,
+            answer_ids=self.answer_ids,
+            deletion_order=self.deletion_order,
+            tokens=[{"position": t.position, "text": t.text, "deleted_step": t.deleted_step} for t in self.tokens],
+            student_tokens=self.student_tokens,
+            pruned={key: asdict(cut) for key, cut in self.pruned.items()},
+        )
+        if self.scores is not None:
+            record["scores"] = self.scores
+        return record

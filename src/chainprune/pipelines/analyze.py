@@ -18,7 +18,9 @@ from typing import Any
 
 from chainprune.analysis.categories import CATEGORIES, Annotator, check_categories, rule_annotator
 from chainprune.analysis.retention import overall_kept_fraction, retention_curve
-from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines, refuse_existing, repair_and_read_ids
+from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines
+from chainprune.run import RunSummary, open_output, require_input
+from chainprune.types import Trace
 
 Track = Callable[[Iterable, int, str], Iterable]  # (items, total, description) -> items, e.g. a progress bar
 
@@ -44,14 +46,23 @@ def read_records(path: Path, required: Sequence[str] = ("id", "tokens")) -> tupl
     return records, sorted(errors, key=lambda e: e.line)
 
 
+def read_trace_records(path: Path, required: Sequence[str]) -> tuple[list[tuple[int, Trace]], list[RecordError]]:
+    """Every trace-like record (a trace, annotated or not, or a matched record) of a JSONL file having
+    `required` fields, read as a `Trace` (`Trace.from_json(partial=True)`: only those fields are read), with
+    its line; errors for the others."""
+    records, errors = read_records(path, required)
+    traces = []
+    for number, record in records:
+        try:
+            traces.append((number, Trace.from_json(record, partial=True)))
+        except (TypeError, ValueError) as e:
+            errors.append(RecordError(number, str(record["id"]), f"{type(e).__name__}: {e}"))
+    return traces, sorted(errors, key=lambda e: e.line)
+
+
 # ---- annotate ----
 
-@dataclass
-class AnnotateSummary:
-    done: int = 0
-    skipped: int = 0
-    failures: list[RecordError] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+AnnotateSummary = RunSummary  # what `run_annotate` returns
 
 
 def make_annotator(name: str, **llm_options: Any) -> Annotator:
@@ -71,18 +82,13 @@ def run_annotate(
 ) -> AnnotateSummary:
     """Copy every trace of `traces` to `out` with a `category` on each token."""
     traces, out = Path(traces), Path(out)
-    if not traces.exists():
-        raise ValueError(f"input file {traces} does not exist")
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-    summary = AnnotateSummary()
-    done_ids: set[str] = set()
-    if resume:
-        done_ids, summary.warnings = repair_and_read_ids(out)
+    require_input(traces)
+    output = open_output(out, resume, overwrite)
+    summary = AnnotateSummary(warnings=output.warnings)
     records, summary.failures = read_records(traces)
-    todo = [(line, r) for line, r in records if str(r["id"]) not in done_ids]
+    todo = [(line, r) for line, r in records if str(r["id"]) not in output.done]
     summary.skipped = len(records) - len(todo)
+    # Records are copied as they are, every field in its place (traces, matched records): only `category` is added.
     with JsonlAppender(out) as writer:
         for line, record in track(todo, len(todo), "annotating"):
             try:
@@ -109,39 +115,28 @@ class RetentionResult:
     failures: list[RecordError] = field(default_factory=list)
 
 
-def smallest_keep(record: dict) -> float:
-    return min((float(k) for k in record.get("pruned", {})), default=1.0)
-
-
-def annotated_chains(path: Path) -> tuple[list[tuple[int, dict]], list[RecordError]]:
-    records, errors = read_records(path, ("id", "tokens", "deletion_order"))
+def annotated_chains(path: Path) -> tuple[list[tuple[int, Trace]], list[RecordError]]:
+    records, errors = read_trace_records(path, ("id", "tokens", "deletion_order"))
     good = []
-    for line, record in records:
-        categories = [t.get("category") for t in record["tokens"]]
+    for line, trace in records:
         try:
-            check_categories(categories, len(record["tokens"]))
+            check_categories([t.category for t in trace.tokens], len(trace.tokens))
         except ValueError as e:
-            errors.append(RecordError(line, str(record["id"]), f"not annotated ({e}); run `chainprune annotate` first"))
+            errors.append(RecordError(line, str(trace.id), f"not annotated ({e}); run `chainprune annotate` first"))
             continue
-        good.append((line, record))
+        good.append((line, trace))
     return good, errors
 
 
-def ranker_orders(records: Sequence[dict], ranker: str, model: Any, seed: int) -> list[list[int]]:
-    """Full deletion orders from a baseline ranker (issue 5's `chainprune.ranking`) for the traces' chains."""
+def ranker_orders(traces: Sequence[Trace], ranker: str, model: Any, seed: int) -> list[list[int]]:
+    """Full deletion orders from a baseline ranker (`chainprune.ranking`) for the traces' chains."""
     from chainprune.ranking import RANKER_NEEDS, get_ranker
-    from chainprune.types import ChainIds
 
     rank = get_ranker(ranker)
     if RANKER_NEEDS[ranker] not in (None, "causal_lm"):
         raise ValueError(f"ranker {ranker!r} needs a {RANKER_NEEDS[ranker]}; here only rankers that need nothing "
                          "or the causal LM (--model) can run")
-    orders = []
-    for record in records:
-        ids = ChainIds(record["prompt_ids"], record["reasoning_ids"], record["answer_ids"],
-                       [t["text"] for t in record["tokens"]])
-        orders.append(list(rank(ids, model, seed=seed).deletion_order))
-    return orders
+    return [list(rank(trace.ids, model, seed=seed).deletion_order) for trace in traces]
 
 
 def run_retention(
@@ -156,18 +151,18 @@ def run_retention(
     chains of the first file. Writes `out`.csv, `out`.png and `out`.svg."""
     panels: list[tuple[str, list[tuple[Sequence[str], Sequence[int]]], float]] = []
     failures: list[RecordError] = []
-    first: list[dict] = []
+    first: list[Trace] = []
     for label, path in inputs:
         records, errors = annotated_chains(Path(path))
         failures += errors
         if not records:
             raise ValueError(f"{path} has no annotated traces")
-        chains = [([t["category"] for t in r["tokens"]], r["deletion_order"]) for _, r in records]
-        panels.append((label, chains, max(smallest_keep(r) for _, r in records)))
-        first = first or [r for _, r in records]
+        chains = [([t.category for t in trace.tokens], trace.deletion_order) for _, trace in records]
+        panels.append((label, chains, max(trace.smallest_keep for _, trace in records)))
+        first = first or [trace for _, trace in records]
     for ranker in rankers:
         orders = ranker_orders(first, ranker, model, seed)
-        chains = [([t["category"] for t in r["tokens"]], order) for r, order in zip(first, orders)]
+        chains = [([t.category for t in trace.tokens], order) for trace, order in zip(first, orders)]
         panels.append((ranker, chains, 0.0))
 
     rows: list[dict[str, Any]] = []
@@ -223,22 +218,22 @@ def run_dynamics(
     scores = Path(scores) if scores else scores_path(traces)
     if not scores.exists():
         raise ValueError(f"no scores file {scores}: prune with --save-scores (or pass --scores)")
-    records, failures = read_records(traces, ("id", "reasoning_ids", "deletion_order"))
+    records, failures = read_trace_records(traces, ("id", "reasoning_ids", "deletion_order"))
     saved, score_errors = load_scores(scores)
     failures += score_errors
     per_keep: dict[tuple[float, float], list] = {}
     chains = 0
-    for line, record in records:
-        trace_id, n = str(record["id"]), len(record["reasoning_ids"])
+    for line, trace in records:
+        trace_id, n = str(trace.id), len(trace.reasoning_ids)
         if trace_id not in saved:
             failures.append(RecordError(line, trace_id, f"no saved scores in {scores}"))
             continue
         saved_n, passes = saved[trace_id]
-        grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= smallest_keep(record) - 1e-12]
+        grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= trace.smallest_keep - 1e-12]
         try:
             if saved_n != n:
                 raise ValueError(f"saved scores are for {saved_n} tokens, the trace has {n}")
-            transitions = chain_dynamics(n, record["deletion_order"], [(p.deleted, p.scores) for p in passes], grid)
+            transitions = chain_dynamics(n, trace.deletion_order, [(p.deleted, p.scores) for p in passes], grid)
         except ValueError as e:
             failures.append(RecordError(line, trace_id, str(e)))
             continue
@@ -274,15 +269,6 @@ class JudgeResult:
     failures: list[RecordError] = field(default_factory=list)
 
 
-def kept_text(record: dict, keep: float) -> str:
-    """The reasoning kept at `keep`, from the trace's token texts (so any keep the trace reaches works)."""
-    from chainprune.keep import deletions_for
-
-    tokens = record["tokens"]
-    gone = set(record["deletion_order"][: deletions_for(len(tokens), keep)])
-    return "".join(t["text"] for t in tokens if t["position"] not in gone)
-
-
 def run_judge(
     traces: Path, out: Path, keeps: Sequence[float], llm: Any, chains: Path | None = None,
     limit: int | None = None, resume: bool = False, overwrite: bool = False, track: Track = no_track,
@@ -296,30 +282,28 @@ def run_judge(
 
     keeps = normalize_keep_fractions(keeps)
     traces, out = Path(traces), Path(out)
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
+    output = open_output(out, resume, overwrite)
     questions = {c.id: c.question for _, c in read_chains(chains)[0]} if chains else {}
-    records, failures = read_records(traces, ("id", "tokens", "deletion_order"))
+    records, failures = read_trace_records(traces, ("id", "tokens", "deletion_order"))
     records = records[:limit] if limit is not None else records
-    done_ids = repair_and_read_ids(out)[0] if resume else set()
-    todo = [(line, r) for line, r in records if str(r["id"]) not in done_ids]
+    todo = [(line, trace) for line, trace in records if str(trace.id) not in output.done]
     judged = 0
     with JsonlAppender(out) as writer:
-        for line, record in track(todo, len(todo), "judging"):
-            too_far = [r for r in keeps if r < smallest_keep(record) - 1e-12]
+        for line, trace in track(todo, len(todo), "judging"):
+            trace_id = str(trace.id)
+            too_far = [r for r in keeps if r < trace.smallest_keep - 1e-12]
             if too_far:
-                failures.append(RecordError(line, str(record["id"]), f"pruned only down to keep {smallest_keep(record)}"))
+                failures.append(RecordError(line, trace_id, f"pruned only down to keep {trace.smallest_keep}"))
                 continue
             try:
                 judgments = {}
                 for r in keeps:
-                    messages = judge_messages(kept_text(record, r), questions.get(str(record["id"])))
+                    messages = judge_messages(trace.kept_text(r), questions.get(trace_id))
                     judgments[f"{r:g}"] = llm.ask(messages, judge_schema(), parse_judgment, "judgment")
             except RuntimeError as e:
-                failures.append(RecordError(line, str(record["id"]), str(e)))
+                failures.append(RecordError(line, trace_id, str(e)))
                 continue
-            writer.write({"id": str(record["id"]), "judgments": judgments})
+            writer.write({"id": trace_id, "judgments": judgments})
             judged += 1
     every = [(float(k), labels) for row in read_records(out, ("id", "judgments"))[0] for k, labels in row[1]["judgments"].items()]
     rows = summarize(every)
@@ -360,7 +344,7 @@ def surrogate_data(path: Path, attention_model: Any, pruner: Any, objective: str
     from chainprune.data.jsonl import parse_chain
     from chainprune.data.scores import load_scores, scores_path
     from chainprune.pruning import ChainScorer
-    from chainprune.types import ChainIds
+    from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 
     path = Path(path)
     records, failures = read_records(path, ("id",))
@@ -370,9 +354,10 @@ def surrogate_data(path: Path, attention_model: Any, pruner: Any, objective: str
         trace_id = str(record["id"])
         try:
             if "reasoning_ids" in record:
-                ids = ChainIds(record["prompt_ids"], record["reasoning_ids"], record["answer_ids"])
-                if record.get("objective", objective) != objective:
-                    raise ValueError(f"trace has objective {record['objective']!r}, not {objective!r}")
+                trace = Trace.from_json(record, partial=True)
+                ids = trace.ids
+                if "objective" in record and trace.objective != objective:
+                    raise ValueError(f"trace has objective {trace.objective!r}, not {objective!r}")
             else:
                 ids = tokenize_chain(pruner.tokenizer, parse_chain(record))
             n = len(ids.reasoning_ids)
@@ -381,7 +366,7 @@ def surrogate_data(path: Path, attention_model: Any, pruner: Any, objective: str
             if trace_id in saved and saved[trace_id][0] == n and saved[trace_id][1][:1] and saved[trace_id][1][0].deleted == 0:
                 target = torch.tensor(saved[trace_id][1][0].scores, dtype=torch.float32)
             else:
-                scorer = ChainScorer(pruner.model, ids, objective, engine, 8192)
+                scorer = ChainScorer(pruner.model, ids, objective, engine, DEFAULT_MAX_BATCH_TOKENS)
                 target = scorer.candidates(list(range(n)))[1].float().cpu()
             features = attention_features(attention_model, ids.input_ids, len(ids.prompt_ids), n)
         except (ValueError, KeyError, TypeError, RuntimeError, ChainError) as e:

@@ -2,9 +2,10 @@
 traces cut at matched lengths in the student's tokenizer, and the table of lengths achieved.
 
 Every method goes through `matched_record`: the same pruner tokenization, the same decoding of kept tokens,
-the same student-token count and the same matching rule (`chainprune.ranking.matching`). Output records
-look like traces (ids, `deletion_order`, `tokens`, `pruned`) plus `method`, the student-token numbers and,
-for scored methods, each reasoning token's importance score. Appended per record, resumable like `prune`.
+the same student-token count and the same matching rule (`chainprune.ranking.matching`). Output records are
+`MatchedRecord`s: like traces (ids, `deletion_order`, `tokens`, `pruned`) plus `method`, the student-token
+numbers and, for scored methods, each reasoning token's importance score. Appended per record, resumable like
+`prune`.
 """
 
 from __future__ import annotations
@@ -19,16 +20,13 @@ from statistics import mean
 from typing import Any
 
 from chainprune.chains import ChainError, tokenize_chain
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines
 from chainprune.keep import keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
-from chainprune.pipelines.prune import Reporter, write_errors
 from chainprune.ranking import DEFAULT_CLASSIFIER, RANKER_NEEDS, Ranking, TokenClassifier, get_ranker, greedy_from_trace
 from chainprune.ranking.matching import match_lengths
-from chainprune.types import Chain, ChainIds
-
-BASELINE_METHODS = ("uniform", "surprisal", "h2o", "tokenskip", "greedy")
-
+from chainprune.run import Reporter, RunSummary, open_output, require_input, write_errors
+from chainprune.types import Chain, ChainIds, MatchedCut, MatchedRecord, Trace, TraceToken
 
 @dataclass
 class BaselineConfig:
@@ -70,15 +68,6 @@ class Resources:
     ranker_model: Any = None  # what the ranker's `model` argument is (RANKER_NEEDS)
 
 
-@dataclass
-class RunSummary:
-    done: int = 0
-    skipped: int = 0
-    failures: list[RecordError] = field(default_factory=list)
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-
 # ---- one record ----
 
 
@@ -96,7 +85,8 @@ def matched_record(
     keep: Sequence[float],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A trace-like record of `ranking` cut at matched student lengths for every keep fraction."""
+    """A `MatchedRecord` (as JSON) of `ranking` cut at matched student lengths for every keep fraction; `extra`:
+    its settings (what made the order)."""
     n = len(ids.reasoning_ids)
     count = student_counter(student)
 
@@ -106,31 +96,30 @@ def matched_record(
 
     matches = match_lengths(ranking.deletion_order, n, lambda kept: count(text_of(kept)), keep)
     step = {pos: s for s, pos in enumerate(ranking.deletion_order, start=1)}
-    record: dict[str, Any] = {"id": chain_id, "method": method, **(extra or {})}
-    record.update(
+    return MatchedRecord(
+        id=chain_id,
+        method=method,
+        settings=dict(extra or {}),
         prompt_ids=ids.prompt_ids,
         reasoning_ids=ids.reasoning_ids,
         answer_ids=ids.answer_ids,
         deletion_order=ranking.deletion_order,
-        tokens=[{"position": i, "text": t, "deleted_step": step.get(i)} for i, t in enumerate(ids.reasoning_texts)],
+        tokens=[TraceToken(position=i, text=t, deleted_step=step.get(i)) for i, t in enumerate(ids.reasoning_texts)],
         student_tokens=matches[0].student_total if matches else count(text_of(list(range(n)))),
         pruned={
-            keep_key(m.keep): {
-                "text": text_of(m.kept),
-                "num_tokens": len(m.kept),
-                "student_tokens": m.student_tokens,
-                "student_fraction": m.student_fraction,
-                "target_student_tokens": m.target,
-                "deletions": m.deletions,
-                # The order ran out before the target was reached (a trace pruned too little): prune further.
-                "order_exhausted": m.deletions == len(ranking.deletion_order) < n and m.student_tokens > m.target,
-            }
+            keep_key(m.keep): MatchedCut(
+                text=text_of(m.kept),
+                num_tokens=len(m.kept),
+                student_tokens=m.student_tokens,
+                student_fraction=m.student_fraction,
+                target_student_tokens=m.target,
+                deletions=m.deletions,
+                order_exhausted=m.deletions == len(ranking.deletion_order) < n and m.student_tokens > m.target,
+            )
             for m in matches
         },
-    )
-    if ranking.scores is not None:
-        record["scores"] = ranking.scores
-    return record
+        scores=ranking.scores,
+    ).to_json()
 
 
 def chain_seed(seed: int, chain_id: str) -> int:
@@ -142,16 +131,10 @@ def chain_seed(seed: int, chain_id: str) -> int:
 
 
 def _prepare_output(out: Path, config: Any, resume: bool, overwrite: bool, summary: RunSummary) -> set[str]:
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-    done: set[str] = set()
-    if resume:
-        check_resume_settings(out, asdict(config), type(config).RESULT_FIELDS)
-        done, summary.warnings = repair_and_read_ids(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_settings(out, asdict(config))
-    return done
+    output = open_output(out, resume, overwrite, asdict(config), type(config).RESULT_FIELDS)
+    summary.warnings = output.warnings
+    output.save_settings()
+    return output.done
 
 
 # ---- chainprune baseline ----
@@ -184,8 +167,7 @@ def run_baseline(
     """Rank every chain of `input_path` with `config.method` and write matched-length records to `out`."""
     config.validate()
     input_path, out = Path(input_path), Path(out)
-    if not input_path.exists():
-        raise ValueError(f"input file {input_path} does not exist")
+    require_input(input_path)
     reporter = reporter or Reporter()
     summary = RunSummary()
     done = _prepare_output(out, config, resume, overwrite, summary)
@@ -231,11 +213,6 @@ def baseline_record(chain: Chain, config: BaselineConfig, ranker: Any, res: Reso
 # ---- chainprune match (greedy traces) ----
 
 
-def trace_ids(record: dict[str, Any]) -> ChainIds:
-    texts = [t["text"] for t in sorted(record["tokens"], key=lambda t: t["position"])]
-    return ChainIds(record["prompt_ids"], record["reasoning_ids"], record["answer_ids"], reasoning_texts=texts)
-
-
 def run_match(
     traces_path: Path,
     out: Path,
@@ -250,8 +227,7 @@ def run_match(
     `tokenizers(name)` loads a tokenizer by name (default: `load_tokenizer`, cached per name)."""
     config.validate()
     traces_path, out = Path(traces_path), Path(out)
-    if not traces_path.exists():
-        raise ValueError(f"traces file {traces_path} does not exist")
+    require_input(traces_path, "traces file")
     reporter = reporter or Reporter()
     summary = RunSummary()
     done = _prepare_output(out, config, resume, overwrite, summary)
@@ -302,15 +278,23 @@ def run_match(
     return summary
 
 
-def match_trace(trace: dict[str, Any], config: MatchConfig, tokenizer: Callable[[str], Any]) -> dict[str, Any]:
-    pruner = config.pruner_tokenizer or trace["pruner"]
-    keep = config.keep or normalize_keep_fractions(float(k) for k in trace["pruned"])
-    extra = {"pruner": trace["pruner"], "student_tokenizer": config.student_tokenizer, "objective": trace.get("objective")}
-    if trace.get("mode"):
-        extra["mode"] = trace["mode"]  # an approximate greedy run stays labelled as one
-    ids = trace_ids(trace)
-    return matched_record("greedy", str(trace["id"]), ids, greedy_from_trace(trace), tokenizer(pruner),
-                          tokenizer(config.student_tokenizer), keep, extra)
+def match_trace(record: dict[str, Any], config: MatchConfig, tokenizer: Callable[[str], Any]) -> dict[str, Any]:
+    """The `MatchedRecord` (as JSON) of a greedy trace record. KeyError names the first field it lacks."""
+    # in the order they are needed: the pruner's tokenizer (unless given), the keep fractions (unless given), ...
+    needed = ["pruner", "pruned"] if config.pruner_tokenizer is None else ["pruned", "pruner"]
+    needed = [k for k in needed if k != "pruned" or not config.keep]
+    needed += ["tokens", "prompt_ids", "reasoning_ids", "answer_ids", "deletion_order"]
+    missing = [k for k in needed if k not in record]
+    if missing:
+        raise KeyError(missing[0])
+    trace = Trace.from_json(record, partial=True)
+    keep = config.keep or normalize_keep_fractions(float(k) for k in trace.pruned)
+    settings = {"pruner": trace.pruner, "student_tokenizer": config.student_tokenizer, "objective": trace.objective}
+    if trace.mode:
+        settings["mode"] = trace.mode  # an approximate greedy run stays labelled as one
+    return matched_record("greedy", str(record["id"]), trace.ids, greedy_from_trace(record),
+                          tokenizer(config.pruner_tokenizer or trace.pruner), tokenizer(config.student_tokenizer), keep,
+                          settings)
 
 
 # ---- chainprune lengths ----

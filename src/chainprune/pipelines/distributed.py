@@ -30,16 +30,15 @@ from chainprune.data.jsonl import JsonlAppender, RecordError
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.pipelines.prune import (
     PruneConfig,
-    PruneSummary,
-    Reporter,
     ScoresWriter,
     default_loader,
     longest_first,
     open_run,
     prune_one,
     surrogate_screener,
-    write_errors,
 )
+# ClusterReporter and DistributedSummary are also imported from here (by tests)
+from chainprune.run import ClusterReporter, DistributedSummary, Reporter, write_errors
 from chainprune.types import Chain, Trace
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -60,25 +59,6 @@ class RayOptions:
             raise ValueError("--workers must be at least 1")
         if self.max_retries < 0 or self.queue < 1:
             raise ValueError("max_retries must be >= 0 and queue >= 1")
-
-
-@dataclass
-class DistributedSummary(PruneSummary):
-    workers: int = 0
-    device: str = "cpu"  # what the workers prune on: cpu or cuda
-    retries: int = 0  # chains resubmitted because the worker running them died
-    worker_deaths: int = 0
-
-
-class ClusterReporter:
-    """What the distributed driver tells the outside world; the CLI passes one with progress, tests may hook in."""
-
-    def start(self, total: int, workers: int) -> None: ...
-    def worker_started(self, pid: int, node: str, device: str) -> None: ...
-    def worker_died(self, pid: int | None, reason: str) -> None: ...
-    def dispatched(self, chain: Chain, pid: int) -> None: ...
-    def retried(self, chain: Chain, attempt: int, reason: str) -> None: ...
-    def finished(self, chain: Chain, trace: Trace | None, error: RecordError | None) -> None: ...
 
 
 class PruneWorker:

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines
 from chainprune.generation import Generator, Sampling, derive_seed, make_generator
+from chainprune.run import open_output
 from chainprune.tasks import Example, Task, get_task, load_examples
 
 
@@ -143,21 +144,13 @@ def run_evaluate(
     """
     out = Path(out)
     task = get_task(config.dataset)
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-    done: set[str] = set()
-    warnings: list[str] = []
-    if resume:
-        check_resume_settings(out, asdict(config), EvalConfig.RESULT_FIELDS)
-        done, warnings = repair_and_read_ids(out)
+    output = open_output(out, resume, overwrite, asdict(config), EvalConfig.RESULT_FIELDS)
     examples, failures = load_examples(
         task, config.split, Path(config.data_file) if config.data_file else None, config.hub_dataset,
         seed=config.split_seed, limit=config.limit,
     )
-    todo = [e for e in examples if e.id not in done]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_settings(out, asdict(config))
+    todo = [e for e in examples if e.id not in output.done]
+    output.save_settings()
     started = time.perf_counter()
     if todo:
         generator = generator or make_generator(config.model, config.backend, config.dtype, config.device, config.batch_size)
@@ -179,5 +172,5 @@ def run_evaluate(
     summary = summarize((r for r in records if r["id"] in wanted), config.model, task.name)
     summary.evaluated, summary.skipped = len(todo), len(examples) - len(todo)
     summary.seconds = time.perf_counter() - started
-    summary.failures, summary.warnings = failures, warnings
+    summary.failures, summary.warnings = failures, output.warnings
     return summary

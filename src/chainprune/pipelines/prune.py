@@ -3,27 +3,29 @@
 Each finished example is appended at once; a bad record is reported (line, id, problem) and skipped while the
 others complete; `resume` skips ids already in the output. The run's settings are saved beside the output
 (`<out>.config.json`) and a resumed run must use the same ones, so one file never mixes two settings.
-With `batch_chains` K > 1 (engine `packed`), K chains are pruned at once in threads whose packed forwards
-run as one (`scoring.together`); traces are appended as each finishes, in the order they finish.
+With `batch_chains` K > 1 (an engine that runs packs, `Engine.runs_packs`), K chains are pruned at once in
+threads whose packed forwards run as one (`scoring.together`); traces are appended as each finishes, in the
+order they finish. What every pipeline's run shares (opening the output, the reporter, the errors file) is in
+`chainprune.run`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
 from chainprune.pruning import Approximation, prune_chain
-from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, get_engine
-from chainprune.scoring.packed import run_packs
+# PruneSummary, Reporter and errors_path are also imported from here (by the CLI and the demo)
+from chainprune.run import PruneSummary, Reporter, errors_path, open_output, require_input, write_errors  # noqa: F401
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
 from chainprune.scoring.together import run_together
 from chainprune.types import Chain, Trace
 
@@ -59,16 +61,16 @@ class PruneConfig:
 
     def validate(self) -> None:
         self.keep = normalize_keep_fractions(self.keep)
-        get_engine(self.engine)
+        engine = get_engine(self.engine)
         if self.objective not in ("joint", "answer"):
             raise ValueError(f"unknown objective {self.objective!r}; choose one of joint, answer")
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be at least 1")
         if self.batch_chains < 1:
             raise ValueError("batch_chains must be at least 1")
-        if self.batch_chains > 1 and self.engine != "packed":
+        if self.batch_chains > 1 and not engine.runs_packs:
             raise ValueError(f"batch_chains runs the packed forwards of several chains as one: it needs --engine "
-                             f"packed (got {self.engine})")
+                             f"{' or '.join(engines_that('runs_packs'))} (got {self.engine})")
         self.approximation  # validates per_step, screen, refresh, lookahead and margin
         if self.surrogate is not None:
             if self.screen is None:
@@ -77,26 +79,6 @@ class PruneConfig:
                 raise ValueError("--surrogate and --lookahead are two ways to pick the screened candidates: use one")
             if not Path(self.surrogate).exists():
                 raise ValueError(f"surrogate file {self.surrogate} does not exist")
-
-
-@dataclass
-class PruneSummary:
-    done: int = 0
-    skipped: int = 0  # already in the output (resume)
-    failures: list[RecordError] = field(default_factory=list)
-    deletions: int = 0
-    token_forwards: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-
-class Reporter:
-    """What a pipeline tells the outside world; the CLI passes one with progress bars, tests pass none."""
-
-    def start(self, total: int) -> None: ...
-    def example(self, chain: Chain, steps: int) -> None: ...
-    def step(self, done: int, total: int) -> None: ...
-    def finished(self, chain: Chain, trace: Trace | None, error: RecordError | None) -> None: ...
 
 
 class StepsTogether(Reporter):
@@ -124,10 +106,6 @@ class StepsTogether(Reporter):
         with self.lock:
             self.steps.pop(threading.get_ident(), None)
             self.reporter.finished(chain, trace, error)
-
-
-def errors_path(out: Path) -> Path:
-    return out.with_name(out.name + ".errors.jsonl")
 
 
 def run_prune(
@@ -184,28 +162,20 @@ def run_prune(
 def open_run(
     input_path: Path, out: Path, config: PruneConfig, resume: bool, overwrite: bool, summary: PruneSummary
 ) -> tuple[list[tuple[int, Chain]], list[tuple[int, Chain]]]:
-    """Everything before a prune run's first chain: check the settings and files, clear the output when
-    overwriting, or on resume check the saved settings and repair the output; then save the settings.
-    Returns the input's valid (line, chain) pairs and those still to prune; bad records and resume warnings
-    go into `summary`."""
+    """Everything before a prune run's first chain (`run.open_output`): check the settings and files, clear the
+    output and its scores when overwriting, or on resume check the saved settings and repair the output; then
+    save the settings. Returns the input's valid (line, chain) pairs and those still to prune; bad records and
+    resume warnings go into `summary`."""
     config.validate()
-    if not input_path.exists():
-        raise ValueError(f"input file {input_path} does not exist")
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-        scores_path(out).unlink(missing_ok=True)
-    done_ids: set[str] = set()
-    if resume:
-        check_resume_settings(out, asdict(config), PruneConfig.RESULT_FIELDS)
-        done_ids, summary.warnings = repair_and_read_ids(out)
-        if config.save_scores:
-            summary.warnings += repair_and_read_ids(scores_path(out))[1]
+    require_input(input_path)
+    output = open_output(out, resume, overwrite, asdict(config), PruneConfig.RESULT_FIELDS, sidecars=[scores_path(out)])
+    if config.save_scores:
+        output.resume_sidecar(scores_path(out))
+    summary.warnings = output.warnings
     chains, summary.failures = read_chains(input_path)
-    todo = [(line, chain) for line, chain in chains if chain.id not in done_ids]
+    todo = [(line, chain) for line, chain in chains if chain.id not in output.done]
     summary.skipped = len(chains) - len(todo)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_settings(out, asdict(config))
+    output.save_settings()
     return chains, todo
 
 
@@ -295,11 +265,3 @@ def surrogate_screener(path: str, pruner: LoadedModel) -> Callable:
 
 def default_loader(config: PruneConfig) -> LoadedModel:
     return load_model(config.model, dtype=config.dtype, device=config.device)
-
-
-def write_errors(out: Path, failures: Sequence[RecordError]) -> None:
-    path = errors_path(out)
-    if not failures:
-        path.unlink(missing_ok=True)
-        return
-    path.write_text("".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in failures))

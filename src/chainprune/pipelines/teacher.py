@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
+from chainprune.data.jsonl import JsonlAppender, RecordError
 from chainprune.generation import Generator, Sample, Sampling, derive_seed, make_generator
+from chainprune.run import open_output
 from chainprune.tasks import Example, Task, get_task, load_examples
 
 
@@ -129,27 +130,17 @@ def run_teacher(
     out = Path(out)
     task = get_task(config.dataset)
     config.sampling  # validates the sampling settings before anything is loaded
-    refuse_existing(out, resume, overwrite)
-    if overwrite and not resume:
-        out.unlink(missing_ok=True)
-        samples_path(out).unlink(missing_ok=True)
-    summary = TeacherSummary()
-    done: set[str] = set()
-    if resume:
-        check_resume_settings(out, asdict(config), TeacherConfig.RESULT_FIELDS)
-        # A chain is written before its samples record: an id in either file was finished.
-        for path in (out, samples_path(out)):
-            ids, warnings = repair_and_read_ids(path)
-            done |= ids
-            summary.warnings += warnings
+    output = open_output(out, resume, overwrite, asdict(config), TeacherConfig.RESULT_FIELDS, sidecars=[samples_path(out)])
+    # A chain is written before its samples record: an id in either file was finished.
+    done = output.done | output.resume_sidecar(samples_path(out))
+    summary = TeacherSummary(warnings=output.warnings)
     examples, summary.failures = load_examples(
         task, config.split, Path(config.data_file) if config.data_file else None, config.hub_dataset,
         seed=config.split_seed, limit=config.limit,
     )
     todo = [e for e in examples if e.id not in done]
     summary.skipped = len(examples) - len(todo)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_settings(out, asdict(config))
+    output.save_settings()
     started = time.perf_counter()
     if todo:
         generator = generator or make_generator(config.model, config.backend, config.dtype, config.device, config.batch_size)

@@ -11,39 +11,44 @@ from chainprune.chains import ChainError, tokenize_chain
 from chainprune.keep import deletions_for, keep_key, kept_count, normalize_keep_fractions
 from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
-from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats, get_engine, objective_start, together
-from chainprune.scoring.objectives import BestContinuation, CurrentChain, forward_current, sequence_objectives
-from chainprune.scoring.packed import Partial, score_lookahead
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, Engine, ForwardStats, default_estimator, get_engine, together
+from chainprune.scoring.chain_state import BestContinuation, CurrentChain, forward_current
+from chainprune.scoring.objectives import objective_start, sequence_objectives
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
 
 
 class ChainScorer:
     """Scores the deletion candidates of one tokenized chain with one engine (implements `Scorer`).
 
-    The KV-sharing engines build on one forward of the chain as it stands; the scorer runs that forward
-    itself, incrementally from the previous pass's (only the tokens after the first deletion since are
-    recomputed), or, when the deletion made is the best candidate the `packed` engine scored, from the states
-    that scoring computed (nothing is run); it shares it between a pass's estimates and its exact scores.
-    With `packed`, what was computed of each candidate's suffix is kept (`Partial`), so widening an estimate's
-    window or re-scoring a candidate exactly computes only the tokens not yet computed; after a deletion, each
-    suffix up to the deleted token is still the new chain's and is kept too, so a candidate before it is
-    re-scored from there on (exact passes keep suffixes only while a pass's fit in `keep_budget`).
-    The `naive` reference recomputes everything by design and is given nothing.
+    An engine that reuses the chain's forward (`Engine.reuses_forward`) is given one the scorer runs itself,
+    incrementally from the previous pass's (only the tokens after the first deletion since are recomputed),
+    or, when the deletion made is the best candidate the engine scored, from the states that scoring computed
+    (nothing is run); it shares it between a pass's estimates and its exact scores. An engine that keeps
+    suffixes (`Engine.keeps_suffixes`) is given what was computed of each candidate's suffix (a partial
+    suffix), so widening an estimate's window or re-scoring a candidate exactly computes only the tokens not yet
+    computed; after a deletion, each suffix up to the deleted token is still the new chain's and is kept too, so
+    a candidate before it is re-scored from there on (exact passes keep suffixes only while a pass's fit in
+    `suffix_budget`). An engine that does neither (the `naive` reference) is given nothing. The lookahead
+    estimates come from `estimator` (`Engine.estimate`): by default the engine's own, else the first registered
+    engine that gives them (`default_estimator`).
     """
 
-    def __init__(self, model: Any, ids: ChainIds, objective: str, engine: str, max_batch_tokens: int):
+    def __init__(
+        self, model: Any, ids: ChainIds, objective: str, engine: str | Engine, max_batch_tokens: int,
+        estimator: str | Engine | None = None,
+    ):
         objective_start(1, 0, objective)  # validates the objective name early
         self.model, self.ids, self.objective_name = model, ids, objective
         self.engine = get_engine(engine)
-        self.shares_forward = engine != "naive"
+        self.estimator = get_engine(estimator) if estimator is not None else default_estimator(self.engine)
         self.max_batch_tokens = max_batch_tokens
         self.stats = ForwardStats()
         self._current: tuple[tuple[int, ...], CurrentChain] | None = None  # the last forward, and its chain
         self._best = BestContinuation()  # the best candidate scored on that chain, and what scoring it computed
         # what scoring on that chain computed of each candidate's suffix, which later calls resume from: kept by
-        # `packed` when a whole pass's suffixes fit in `keep_budget`, and always once estimates are asked for
-        self._partials: dict[int, Partial] | None = None
-        self._keeps = engine == "packed"
+        # an engine that keeps suffixes when a whole pass's suffixes fit in `suffix_budget`, and always once
+        # estimates are asked for
+        self._partials: dict[int, Any] | None = None
 
     def _at(self, remaining: Sequence[int]) -> ChainIds:
         reasoning = [self.ids.reasoning_ids[i] for i in remaining]
@@ -61,12 +66,14 @@ class ChainScorer:
             if chain is None:
                 chain = forward_current(self.model, ids, self.objective_name, self.stats, previous)
             partials = self._carried(key)
-            if partials is None and self._keeps and suffix_bytes(chain, len(remaining)) <= keep_budget(chain.seq.device):
+            if partials is None and self.engine.keeps_suffixes and (
+                suffix_bytes(chain, len(remaining)) <= suffix_budget(chain.seq.device)
+            ):
                 partials = {}
             self._current, self._best, self._partials = (key, chain), BestContinuation(), partials
         return self._current[1]
 
-    def _carried(self, remaining: tuple[int, ...]) -> dict[int, Partial] | None:
+    def _carried(self, remaining: tuple[int, ...]) -> dict[int, Any] | None:
         """What was computed of the candidates' suffixes on the last chain that the chain at `remaining` leaves
         as it was: candidate i's suffix token k reads reasoning tokens up to i + k + 2, unchanged when they come
         before the first token deleted since (and candidate i keeps its index). So each suffix is kept up to
@@ -80,10 +87,10 @@ class ChainScorer:
     def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
         ids = self._at(remaining)
         positions = None if subset is None else list(subset)
-        current = self._forward(remaining, ids) if self.shares_forward else None
+        current = self._forward(remaining, ids) if self.engine.reuses_forward else None
         base, scores = self.engine(
             self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions, current=current,
-            keep=self._best if self.shares_forward else None, partials=self._partials if self.shares_forward else None,
+            best=self._best, partials=self._partials,
         )
         return base, tie_repeated_tokens(ids.reasoning_ids, scores)
 
@@ -93,7 +100,7 @@ class ChainScorer:
         if self._partials is None:
             self._partials = {}
         positions = None if subset is None else list(subset)
-        _, scores = score_lookahead(
+        _, scores = self.estimator.estimate(
             self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, lookahead, current=current,
             positions=positions, partials=self._partials,
         )
@@ -101,19 +108,19 @@ class ChainScorer:
 
     def objective(self, remaining: Sequence[int]) -> float:
         ids = self._at(remaining)
-        if self.shares_forward:  # incremental, and the next pass builds on it (per-step's last intermediate chain)
+        if self.engine.reuses_forward:  # incremental, and the next pass builds on it (per-step's last intermediate chain)
             return self._forward(remaining, ids).base
         seq = torch.tensor([ids.input_ids], device=next(self.model.parameters()).device)
         start = objective_start(len(ids.prompt_ids), len(ids.reasoning_ids), self.objective_name)
         return float(sequence_objectives(self.model, seq, start, self.stats)[0])
 
 
-KEEP_BYTES = 2**31  # exact `packed` passes keep every candidate's suffix (for the next pass) up to this size
+KEEP_BYTES = 2**31  # exact passes (of an engine that keeps suffixes) keep every candidate's suffix up to this size
 
 
-def keep_budget(device: torch.device) -> int:
-    """Memory exact `packed` passes may hold in kept suffixes: KEEP_BYTES, or on a GPU a quarter of its free
-    memory when that is more; shared among the chains pruned at once (`together`)."""
+def suffix_budget(device: torch.device) -> int:
+    """Memory exact passes may hold in kept suffixes: KEEP_BYTES, or on a GPU a quarter of its free memory when
+    that is more; shared among the chains pruned at once (`together`)."""
     budget = KEEP_BYTES
     if device.type == "cuda" and KEEP_BYTES >= 0:
         budget = max(KEEP_BYTES, torch.cuda.mem_get_info(device)[0] // 4)

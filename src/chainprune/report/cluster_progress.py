@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from chainprune.data.jsonl import RecordError
-from chainprune.pipelines.distributed import ClusterReporter, DistributedSummary
 from chainprune.report.progress import console, summary_table
+from chainprune.run import ClusterReporter, DistributedSummary
 from chainprune.types import Chain, Trace
 
 

@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from chainprune.data.jsonl import RecordError
-from chainprune.pipelines.prune import PruneSummary, Reporter
+from chainprune.run import PruneSummary, Reporter
 from chainprune.types import Chain, Trace
 
 console = Console(stderr=True, soft_wrap=True)

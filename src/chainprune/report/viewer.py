@@ -83,7 +83,7 @@ def viewer_example(record: Any) -> dict[str, Any]:
         "texts": texts,
         "steps": steps,
         "objective_values": _objective_values(record.get("objective_values")),
-        **_keeps(record.get("pruned"), len(texts)),
+        **_keep_fractions(record.get("pruned"), len(texts)),
         "info": {k: record[k] for k in ("objective", "pruner", "engine", "method", "mode") if record.get(k) is not None},
     }
     if any(c is not None for c in categories):
@@ -100,7 +100,7 @@ def _objective_values(values: Any) -> list[float | None] | None:
     return [float(v) if v is not None and math.isfinite(v) else None for v in values]
 
 
-def _keeps(pruned: Any, n: int) -> dict[str, Any]:
+def _keep_fractions(pruned: Any, n: int) -> dict[str, Any]:
     """The trace's keep fractions (largest first) and, where given, how many tokens each keeps: a greedy trace
     keeps floor(n*r), a baseline matched to student lengths may keep another number, and the page follows it."""
     if pruned is None:

@@ -1,52 +1,58 @@
 """Scoring engines: given the current chain, the objective of every single-token deletion.
 
-An engine is a plain function `(model, ids, objective, max_batch_tokens, stats) -> (base, candidates)`:
-`base` is the objective of the chain as it stands, `candidates[i]` the objective after deleting reasoning
-token i. Given `positions`, an engine scores only those candidates (the rest are NaN): approximate modes
-use this to re-score a screened few. Given `current` (the chain's own forward, `forward_current`), an engine
-that builds on it need not run it again. Given `keep`, an engine that can offers it the recomputed suffix of
-the best candidate it scored, from which the next pass's forward is built. Given `partials`, an engine that
-can resumes candidates from suffixes computed earlier on the same chain and adds what it computes. Engines
-differ only in how much work they do; all agree to rounding.
+An engine is an `Engine` (`scoring.engine`): a name, the capabilities it declares, and a `score` function
+`(model, ids, objective, max_batch_tokens, stats, positions=None, ...) -> (base, candidates)`. `ENGINES` is the
+registry: adding an engine is its module, declaring its `Engine`, plus its line here. Callers ask an engine what
+it can do (`reuses_forward`, `keeps_suffixes`, `runs_packs`, `estimates`), never which one it is.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-import torch
-
+from chainprune.scoring.engine import Engine
 from chainprune.scoring.logprobs import ForwardStats
-from chainprune.scoring.naive import score_naive
-from chainprune.scoring.objectives import BestContinuation, CurrentChain, objective_start, reference_objective, sequence_objectives
-from chainprune.scoring.packed import Partial, score_packed
-from chainprune.scoring.prefix import score_prefix
-from chainprune.types import ChainIds
+from chainprune.scoring.naive import NAIVE
+from chainprune.scoring.objectives import objective_start, reference_objective, sequence_objectives
+from chainprune.scoring.packed import PACKED
+from chainprune.scoring.prefix import PREFIX
 
-
-class Engine(Protocol):
-    def __call__(
-        self,
-        model: Any,
-        ids: ChainIds,
-        objective: str,
-        max_batch_tokens: int,
-        stats: ForwardStats,
-        positions: list[int] | None = None,
-        current: CurrentChain | None = None,
-        keep: BestContinuation | None = None,
-        partials: dict[int, Partial] | None = None,
-    ) -> tuple[float, torch.Tensor]: ...
-
-
-ENGINES: dict[str, Engine] = {"prefix": score_prefix, "packed": score_packed, "naive": score_naive}
+ENGINES: dict[str, Engine] = {
+    "prefix": PREFIX,
+    "packed": PACKED,
+    "naive": NAIVE,
+}
 DEFAULT_MAX_BATCH_TOKENS = 8192
 
 
-def get_engine(name: str) -> Engine:
+def get_engine(name: str | Engine) -> Engine:
+    """The engine registered as `name` (an `Engine` is returned as it is)."""
+    if isinstance(name, Engine):
+        return name
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     return ENGINES[name]
+
+
+def engines_that(capability: str) -> list[str]:
+    """Names of the registered engines with `capability` (an `Engine` property: "runs_packs", "estimates", ...)."""
+    return [name for name, engine in ENGINES.items() if getattr(engine, capability)]
+
+
+def default_estimator(engine: Engine) -> Engine:
+    """The engine whose lookahead estimates a run with `engine` uses: its own, or else the first registered
+    engine that gives them (the estimates need not come from the engine scoring exactly)."""
+    if engine.estimates:
+        return engine
+    for other in ENGINES.values():
+        if other.estimates:
+            return other
+    raise ValueError("no registered engine gives lookahead estimates")
+
+
+def run_packs(model: Any, packs: list[Any]) -> list[Any]:
+    """Packs submitted by chains pruned at once (`together`), run as one forward by the engine that built them."""
+    return get_engine(packs[0].engine).run_packs(model, packs)
 
 
 __all__ = [
@@ -54,8 +60,11 @@ __all__ = [
     "ENGINES",
     "Engine",
     "ForwardStats",
+    "default_estimator",
+    "engines_that",
     "get_engine",
     "objective_start",
     "reference_objective",
+    "run_packs",
     "sequence_objectives",
 ]

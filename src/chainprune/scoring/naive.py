@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from chainprune.scoring.engine import Engine
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.objectives import objective_start, sequence_objectives
 from chainprune.types import ChainIds
@@ -23,14 +24,11 @@ def score_naive(
     max_batch_tokens: int,
     stats: ForwardStats,
     positions: list[int] | None = None,
-    current: Any = None,
-    keep: Any = None,
-    partials: Any = None,
 ) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
 
-    With `positions`, only those candidates are scored; the others are NaN. `current`, `keep` and
-    `partials` are ignored: the reference recomputes everything from the token ids.
+    With `positions`, only those candidates are scored; the others are NaN. It takes nothing computed
+    before: the reference recomputes everything from the token ids.
     """
     n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
     device = next(model.parameters()).device
@@ -52,3 +50,6 @@ def score_naive(
         candidates = seq[steps[None, :] + (steps[None, :] >= deleted[:, None]).long()]  # (rows, L - 1)
         scores[batch] = sequence_objectives(model, candidates, start, stats).cpu()
     return base, scores
+
+
+NAIVE = Engine("naive", score_naive)

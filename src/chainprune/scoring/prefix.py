@@ -24,7 +24,8 @@ import torch
 from transformers import DynamicCache
 
 from chainprune.scoring.logprobs import ForwardStats, run_decoder, target_logprobs
-from chainprune.scoring.objectives import CurrentChain, forward_current
+from chainprune.scoring.chain_state import CurrentChain, forward_current
+from chainprune.scoring.engine import Engine
 from chainprune.types import ChainIds
 
 MAX_REDUNDANCY = 0.25  # a chunk's width is at most this fraction of its row length
@@ -45,14 +46,12 @@ def score_prefix(
     stats: ForwardStats,
     positions: list[int] | None = None,
     current: CurrentChain | None = None,
-    keep: Any = None,
-    partials: Any = None,
 ) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
 
     With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
-    when the caller already ran it (`forward_current`), so it is not run twice. `keep` and `partials` are not
-    used: the rows of a chunk do not hold a candidate's suffix alone.
+    when the caller already ran it (`forward_current`), so it is not run twice. It keeps no suffixes: the rows
+    of a chunk do not hold a candidate's suffix alone.
     """
     m = len(ids.reasoning_ids)
     current = current or forward_current(model, ids, objective, stats)
@@ -98,3 +97,6 @@ def score_prefix(
             total += logp.view(width, -1).sum(dim=1)
         scores[chunk] = total
     return current.base, scores.cpu()
+
+
+PREFIX = Engine("prefix", score_prefix, reuses_forward=True)

@@ -1,0 +1,250 @@
+"""Scoring a chain's deletion candidates with packs: the `packed` engine and the lookahead estimates.
+
+Every candidate's suffix is recomputed once, in packs of bounded size (`PACK_TOKENS`, and within
+`max_batch_tokens`). A candidate's suffix may also be computed in parts (`Partial`): a later part resumes from
+the keys and values of the earlier ones, which go in the cache after the chain's and which only that
+candidate's tokens see. The lookahead estimates use this to widen a window at the cost of the tokens added, and
+the pruning loop to resume, after a deletion, each candidate's suffix up to the deleted token (`ChainScorer`).
+Same numbers as `naive` to rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from chainprune.scoring.chain_state import BestContinuation, Continuation, CurrentChain, forward_current
+from chainprune.scoring.engine import Engine
+from chainprune.scoring.logprobs import ForwardStats
+from chainprune.scoring.packed.attention import Pack, run_pack, run_packs
+from chainprune.scoring.packed.layout import PackLayout
+from chainprune.types import ChainIds
+
+PACK_TOKENS = 1024  # packed tokens per forward: the dense mask grows as T x (L + T)
+
+
+@dataclass
+class Partial:
+    """What has been computed of one candidate's suffix on the current chain: its first `done` packed tokens'
+    keys and values per layer, hidden states and target log-probs (0 where the objective does not count
+    them). A later call on the same chain resumes the candidate from here instead of recomputing them."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, done, head_dim)
+    hidden: torch.Tensor  # (done, d)
+    logp: torch.Tensor  # (done,) float64
+
+    @property
+    def done(self) -> int:
+        return self.hidden.shape[0]
+
+    def first(self, count: int) -> Partial:
+        """The first `count` tokens of this suffix."""
+        return Partial([(k[:, :, :count], v[:, :, :count]) for k, v in self.layers], self.hidden[:count], self.logp[:count])
+
+    def then(self, more: Partial) -> Partial:
+        """This suffix followed by the next tokens' `more`."""
+        return Partial(
+            layers=[(torch.cat([k, mk], dim=2), torch.cat([v, mv], dim=2)) for (k, v), (mk, mv) in zip(self.layers, more.layers)],
+            hidden=torch.cat([self.hidden, more.hidden]),
+            logp=torch.cat([self.logp, more.logp]),
+        )
+
+
+@torch.no_grad()
+def score_packed(
+    model: Any,
+    ids: ChainIds,
+    objective: str,
+    max_batch_tokens: int,
+    stats: ForwardStats,
+    positions: list[int] | None = None,
+    current: CurrentChain | None = None,
+    keep: BestContinuation | None = None,
+    partials: dict[int, Partial] | None = None,
+) -> tuple[float, torch.Tensor]:
+    """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
+
+    With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
+    when the caller already ran it (`forward_current`), so it is not run twice. `keep` (a `BestContinuation`,
+    the engine contract's `best`) is offered each candidate's recomputed suffix, to build the next chain's
+    forward from. `partials` (candidate -> `Partial`,
+    for this chain only): candidates are resumed from what it holds, and what is computed is added to it.
+    """
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, None, current, keep, partials)
+
+
+@torch.no_grad()
+def score_lookahead(
+    model: Any,
+    ids: ChainIds,
+    objective: str,
+    max_batch_tokens: int,
+    stats: ForwardStats,
+    window: int,
+    current: CurrentChain | None = None,
+    positions: list[int] | None = None,
+    partials: dict[int, Partial] | None = None,
+) -> tuple[float, torch.Tensor]:
+    """APPROXIMATE: (objective of the current chain, estimated objective after deleting each reasoning token).
+
+    A deletion's damage shows mostly in the tokens right after it. Candidate i's estimate recomputes exactly
+    the first `window` targets after the deletion (as `packed` does, suffixes cut to window - 1 packed tokens)
+    and takes the later targets' log-probs unchanged from the current chain. With `window` at least the
+    suffix length the estimate is the exact objective. Work: about m x window token-forwards per pass.
+    `positions` and `partials` as for `score_packed`: a candidate resumed from a `Partial` longer than the
+    window is estimated from all of it, and widening a window costs only the tokens added.
+    """
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, window, current, None, partials)
+
+
+def _packed_scores(
+    model: Any,
+    ids: ChainIds,
+    objective: str,
+    max_batch_tokens: int,
+    stats: ForwardStats,
+    positions: list[int] | None,
+    window: int | None,
+    current: CurrentChain | None,
+    best: BestContinuation | None,
+    partials: dict[int, Partial] | None,
+) -> tuple[float, torch.Tensor]:
+    """Exact candidate scores (window None), or lookahead estimates recomputing `window` targets each."""
+    m = len(ids.reasoning_ids)
+    current = current or forward_current(model, ids, objective, stats)
+    seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
+    device, length = seq.device, seq.shape[0]
+    scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
+    wanted = list(range(m)) if positions is None else sorted(positions)
+    if not wanted:
+        return current.base, scores.cpu()
+    stored = {} if partials is None else partials
+
+    # Candidate i: unchanged counted targets before P + i, then seq[P + i + 1], which now follows P + i - 1.
+    cand = torch.tensor(wanted, device=device)
+    scores[cand] = current.unchanged_prefix(cand) + current.first_target(model, cand)
+    # Then its packed suffix (length - P - i - 2 tokens when whole), of which `reach` is computed (from what is
+    # stored on, so the first `done` need not be); targets after the reach keep the current chain's log-probs.
+    whole = {i: length - n_prompt - i - 2 for i in wanted}
+    done = {i: stored[i].done if i in stored else 0 for i in wanted}
+    reach = {i: n if window is None else max(min(n, window - 1), done[i]) for i, n in whole.items()}
+    first_tail = torch.clamp(cand + 2 + torch.tensor([reach[i] for i in wanted], device=device), min=start + 1 - n_prompt)
+    last = length - n_prompt
+    scores[cand] += current.base_cumsum[last] - current.base_cumsum[torch.clamp(first_tail, max=last)]
+    for i in wanted:
+        if done[i]:
+            scores[i] += stored[i].logp.sum()
+    spans = {i: (done[i], reach[i]) for i in wanted if reach[i] > done[i]}
+    _score_packs(model, seq, n_prompt, start, current.layers, spans, stored, max_batch_tokens, scores, stats, partials is not None)
+    if best is not None:
+        _offer_best(best, scores, {i: whole[i] for i in wanted if reach[i] == whole[i]}, stored)
+    return current.base, scores.cpu()
+
+
+def _offer_best(best: BestContinuation, scores: torch.Tensor, complete: dict[int, int], stored: dict[int, Partial]) -> None:
+    """Offer `best` the best of the candidates whose whole suffix was scored (`complete`: candidate -> its
+    length), when its rows are at hand."""
+    if not complete:
+        return
+    top = max(complete, key=lambda i: (float(scores[i]), -i))
+    rows = stored.get(top)
+    if rows is not None and rows.done == complete[top] and best.wants(top, float(scores[top])):
+        best.offer(Continuation(cut=top, score=float(scores[top]), layers=rows.layers, hidden=rows.hidden, logp=rows.logp))
+
+
+def _score_packs(
+    model: Any,
+    seq: torch.Tensor,
+    n_prompt: int,
+    start: int,
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    spans: dict[int, tuple[int, int]],
+    stored: dict[int, Partial],
+    max_batch_tokens: int,
+    scores: torch.Tensor,
+    stats: ForwardStats,
+    record: bool,
+) -> None:
+    """Compute packed tokens [begin, end) of each candidate i's suffix (`spans[i]`), in packs of bounded size,
+    each candidate resumed from `stored[i]` (its first `begin` tokens). Adds their log-probs to `scores`.
+    With `record`, what is computed is added to `stored`; without, only the best candidate of each pack whose
+    whole suffix was computed is kept there (to offer as the next forward's continuation)."""
+    pack_limit = max(1, min(PACK_TOKENS, max_batch_tokens))
+    group: dict[int, tuple[int, int]] = {}
+    group_tokens = 0
+    for i, (begin, end) in spans.items():
+        if group and group_tokens + end - begin > pack_limit:
+            _score_pack(model, seq, n_prompt, start, layers, group, stored, scores, stats, record)
+            group, group_tokens = {}, 0
+        group[i] = (begin, end)
+        group_tokens += end - begin
+    if group:
+        _score_pack(model, seq, n_prompt, start, layers, group, stored, scores, stats, record)
+
+
+def _score_pack(
+    model: Any,
+    seq: torch.Tensor,
+    n_prompt: int,
+    start: int,
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    spans: dict[int, tuple[int, int]],
+    stored: dict[int, Partial],
+    scores: torch.Tensor,
+    stats: ForwardStats,
+    record: bool,
+) -> None:
+    """One forward of the packed spans (see `_score_packs`)."""
+    device, length = seq.device, seq.shape[0]
+    owner, offset = [], []  # per packed token: which candidate, and its index within that suffix
+    for i, (begin, end) in spans.items():
+        owner += [i] * (end - begin)
+        offset += range(begin, end)
+    owner_t = torch.tensor(owner, device=device)  # (T,)
+    offset_t = torch.tensor(offset, device=device)
+    inputs = seq[n_prompt + owner_t + 1 + offset_t]  # suffix token k of candidate i is seq[P + i + 1 + k]
+    targets = seq[n_prompt + owner_t + 2 + offset_t]
+    positions = n_prompt + owner_t + offset_t  # shifted down by one: token P + i was deleted
+    total = owner_t.shape[0]
+    resumed = [stored[i] for i, (begin, _) in spans.items() if begin]
+    runs = [(begin, end - begin) for begin, end in spans.values()]
+
+    # keys: the current chain's [0, L), then the resumed candidates' stored suffixes, then the packed tokens
+    past_layers = layers
+    if resumed:
+        past_layers = [
+            (torch.cat([k] + [p.layers[n][0] for p in resumed], dim=2), torch.cat([v] + [p.layers[n][1] for p in resumed], dim=2))
+            for n, (k, v) in enumerate(layers)
+        ]
+    # packed token k of candidate i predicts seq[P + i + 2 + k], at candidate-sequence index P + i + 1 + k
+    counted = (positions + 1) >= start
+    layout = PackLayout.of(layers[0][0].shape[2], n_prompt + owner_t, runs)
+    pack = Pack(inputs, positions, past_layers, layout, counted, targets[counted])
+    result = run_pack(model, pack)
+    hidden, new_keys = result.hidden, result.layers  # what is kept of a candidate is a view of these
+    stats.add(1, total)
+    scores.index_add_(0, owner_t[counted], result.logp)
+    row_logp = torch.zeros(total, dtype=result.logp.dtype, device=device).masked_scatter_(counted, result.logp)
+
+    def computed(i: int, first: int, count: int) -> Partial:
+        rows = slice(first, first + count)
+        more = Partial([(k[:, :, rows], v[:, :, rows]) for k, v in new_keys], hidden[rows], row_logp[rows])
+        return stored[i].then(more) if spans[i][0] else more
+
+    whole = {i: length - n_prompt - i - 2 for i in spans}
+    first = 0
+    complete = [i for i, (_, end) in spans.items() if end == whole[i]]
+    best = max(complete, key=lambda i: (float(scores[i]), -i)) if complete else None
+    for i, (begin, end) in spans.items():
+        if record or i == best:
+            stored[i] = computed(i, first, end - begin)
+        first += end - begin
+
+
+PACKED = Engine(
+    "packed", score_packed, reuses_forward=True, keeps_suffixes=True, run_packs=run_packs, estimate=score_lookahead
+)
