@@ -41,7 +41,7 @@ def prune(
     model: Annotated[str, typer.Option(help="Pruner: 'smollm2-135m' (bundled, offline), a local HF folder or a hub id.")] = "smollm2-135m",
     objective: Annotated[Objective, typer.Option(help="joint: log p(remaining reasoning + answer); answer: log p(answer).")] = "joint",
     keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction in (0, 1]; repeat for several. One run down to the smallest gives them all.")] = None,
-    engine: Annotated[EngineName, typer.Option(help="prefix: shares the KV prefix, candidates in batched chunks. packed: all suffixes packed in one sequence with a 4D mask, no redundant work. naive: full recompute (the reference). All exact.")] = "prefix",
+    engine: Annotated[EngineName, typer.Option(help="All exact. packed (default, the fastest measured): every candidate's suffix in one packed forward, attending to the chain's cached keys and its own earlier suffix tokens; no redundant work, and what a deletion leaves unchanged is kept for the next pass. prefix: shares the KV prefix, candidates in batched chunks. naive: full recompute (the reference).")] = "packed",
     dtype: Annotated[Dtype, typer.Option(help="auto = bfloat16 on CUDA, float32 on CPU.")] = "auto",
     device: Annotated[Device, typer.Option(help="auto = cuda when available.")] = "auto",
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="Bound on rows x tokens held in one forward (memory).")] = DEFAULT_MAX_BATCH_TOKENS,
@@ -50,11 +50,11 @@ def prune(
     refresh: Annotated[int, typer.Option(min=1, help="With --screen: a full exact scoring every R passes.")] = 10,
     lookahead: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE, with --screen M: every pass, estimate all candidates from the W tokens after each deletion and re-score exactly the M best estimates (replaces stale scores and --refresh).")] = None,
     margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up; then, while other candidates' estimates are within MARGIN nats of the best exact score found, widen their windows fourfold (resuming what was computed) until they span the chain and are scored exactly (see README for the measured trade-off).")] = None,
-    batch_chains: Annotated[int, typer.Option(min=1, help="With --engine packed: prune K chains at once, their packed forwards run as one (larger forwards use the CPU/GPU better; same results to rounding). Memory for kept suffixes is shared among them.")] = 1,
+    batch_chains: Annotated[int, typer.Option(min=1, help="With --engine packed (the default): prune K chains at once, their packed forwards run as one (larger forwards use the CPU/GPU better; same results to rounding). Memory for kept suffixes is shared among them. Not with --ray.")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip ids already in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-    save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives to OUT.scores.jsonl (for `chainprune analyze dynamics`).")] = False,
-    surrogate: Annotated[Path | None, typer.Option(help="APPROXIMATE, with --screen: pick the candidates to re-score by an attention surrogate's predictions (from `chainprune analyze surrogate`) instead of stale scores.")] = None,
+    save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives to OUT.scores.jsonl beside --out (e.g. traces.jsonl.scores.jsonl; for `chainprune analyze dynamics`). Traces are unchanged.")] = False,
+    surrogate: Annotated[Path | None, typer.Option(help="APPROXIMATE, with --screen (not with --lookahead): pick the candidates to re-score by an attention surrogate's predictions (from `chainprune analyze surrogate`) instead of stale scores.")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Spread the chains over Ray workers (one pruner per GPU, or one per CPU); same traces as a single process. Needs the `ray` extra.")] = False,
     ray_address: Annotated[str | None, typer.Option(help="With --ray: the cluster to join ('auto' = the one started here with `ray start`, or HOST:PORT). Default: start a local Ray instance.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="With --ray: number of pruners (default: one per GPU of the cluster, or one per CPU).")] = None,
@@ -122,7 +122,7 @@ def _run_and_report(run, reporter, table, out: Path) -> None:
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write traces.jsonl and viewer.html (the HTML viewer).")] = Path("demo-output"),
-    engine: Annotated[EngineName, typer.Option(help="Scoring engine.")] = "prefix",
+    engine: Annotated[EngineName, typer.Option(help="Scoring engine (all exact; see `chainprune prune --help`).")] = "packed",
 ) -> None:
     """Prune a few example chains with the bundled SmolLM2-135M-Instruct, offline, and show them."""
     from chainprune.data.jsonl import read_traces

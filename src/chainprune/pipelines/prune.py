@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, refuse_existing, repair_and_read_ids, check_resume_settings, save_settings
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
-from chainprune.models import LoadedModel, load_model
+from chainprune.models import LoadedModel, load_model, resolve_device, resolve_dtype
 from chainprune.pruning import Approximation, prune_chain
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, get_engine
 from chainprune.scoring.packed import run_packs
@@ -33,7 +35,7 @@ class PruneConfig:
     model: str = "smollm2-135m"
     objective: str = "joint"
     keep: list[float] = field(default_factory=lambda: [0.5])
-    engine: str = "prefix"
+    engine: str = "packed"
     dtype: str = "auto"
     device: str = "auto"
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
@@ -47,8 +49,16 @@ class PruneConfig:
     batch_chains: int = 1  # with engine packed: prune this many chains at once, their packed forwards run as one
 
     # Settings that change the traces: a resumed run must agree on these.
-    RESULT_FIELDS = ("model", "objective", "keep", "engine", "dtype", "per_step", "screen", "refresh", "lookahead",
-                     "margin", "surrogate")
+    # The dtype is compared as resolved (`auto` is bfloat16 on CUDA, float32 on CPU), so a run started on a CPU
+    # and resumed on a GPU cannot mix float32 and bfloat16 traces in one file.
+    RESULT_FIELDS = ("model", "objective", "keep", "engine", "resolved_dtype", "per_step", "screen", "refresh",
+                     "lookahead", "margin", "surrogate")
+
+    def settings(self) -> dict:
+        """What is saved beside the output: every field, plus `resolved_dtype` (what `dtype` means on `device`;
+        `auto` resolves on this machine, `cuda` as CUDA even where only Ray workers have a GPU)."""
+        device = torch.device("cuda") if self.device == "cuda" else resolve_device(self.device)
+        return asdict(self) | {"resolved_dtype": str(resolve_dtype(self.dtype, device)).removeprefix("torch.")}
 
     @property
     def approximation(self) -> Approximation:
@@ -197,7 +207,7 @@ def open_run(
         scores_path(out).unlink(missing_ok=True)
     done_ids: set[str] = set()
     if resume:
-        check_resume_settings(out, asdict(config), PruneConfig.RESULT_FIELDS)
+        check_resume_settings(out, config.settings(), PruneConfig.RESULT_FIELDS)
         done_ids, summary.warnings = repair_and_read_ids(out)
         if config.save_scores:
             summary.warnings += repair_and_read_ids(scores_path(out))[1]
@@ -205,7 +215,7 @@ def open_run(
     todo = [(line, chain) for line, chain in chains if chain.id not in done_ids]
     summary.skipped = len(chains) - len(todo)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_settings(out, asdict(config))
+    save_settings(out, config.settings())
     return chains, todo
 
 
