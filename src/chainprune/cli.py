@@ -40,7 +40,7 @@ def prune(
     out: Annotated[Path, typer.Option("--out", "-o", help="Traces JSONL to write (one record per chain, appended as each finishes).")],
     model: Annotated[str, typer.Option(help="Pruner: 'smollm2-135m' (bundled, offline), a local HF folder or a hub id.")] = "smollm2-135m",
     objective: Annotated[Objective, typer.Option(help="joint: log p(remaining reasoning + answer); answer: log p(answer).")] = "joint",
-    keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction in (0, 1]; repeat for several. One run down to the smallest gives them all.")] = None,
+    keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction in (0, 1]; repeat for several (default 0.5). One run down to the smallest gives them all.")] = None,
     engine: Annotated[EngineName, typer.Option(help="All exact. packed (default, the fastest measured): every candidate's suffix in one packed forward, attending to the chain's cached keys and its own earlier suffix tokens; no redundant work, and what a deletion leaves unchanged is kept for the next pass. prefix: shares the KV prefix, candidates in batched chunks. naive: full recompute (the reference).")] = "packed",
     dtype: Annotated[Dtype, typer.Option(help="auto = bfloat16 on CUDA, float32 on CPU.")] = "auto",
     device: Annotated[Device, typer.Option(help="auto = cuda when available.")] = "auto",
@@ -53,7 +53,7 @@ def prune(
     batch_chains: Annotated[int, typer.Option(min=1, help="With --engine packed (the default): prune K chains at once, their packed forwards run as one (larger forwards use the CPU/GPU better; same results to rounding). Memory for kept suffixes is shared among them. Not with --ray.")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip ids already in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-    save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives to OUT.scores.jsonl beside --out (e.g. traces.jsonl.scores.jsonl; for `chainprune analyze dynamics`). Traces are unchanged.")] = False,
+    save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives beside --out, in its name + .scores.jsonl (traces.jsonl -> traces.jsonl.scores.jsonl; for `chainprune analyze dynamics`). Traces are unchanged.")] = False,
     surrogate: Annotated[Path | None, typer.Option(help="APPROXIMATE, with --screen (not with --lookahead): pick the candidates to re-score by an attention surrogate's predictions (from `chainprune analyze surrogate`) instead of stale scores.")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Spread the chains over Ray workers (one pruner per GPU, or one per CPU); same traces as a single process. Needs the `ray` extra.")] = False,
     ray_address: Annotated[str | None, typer.Option(help="With --ray: the cluster to join ('auto' = the one started here with `ray start`, or HOST:PORT). Default: start a local Ray instance.")] = None,
@@ -291,8 +291,8 @@ def teacher(
 
 @app.command()
 def evaluate(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model(s) to evaluate (repeatable): 'smollm2-135m', a local HF folder or a hub id.")] = None,
-    dataset: Annotated[list[DatasetName] | None, typer.Option("--dataset", "-d", help="Dataset(s) (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model(s) to evaluate (repeatable; default smollm2-135m): 'smollm2-135m', a local HF folder or a hub id.")] = None,
+    dataset: Annotated[list[DatasetName] | None, typer.Option("--dataset", "-d", help="Dataset(s) (repeatable; default gsm8k).")] = None,
     split: Annotated[str, typer.Option(help=_SPLIT_HELP)] = "test",
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Per-example outputs go to OUT_DIR/<model>/<dataset>-<split>.jsonl; the table to OUT_DIR/summary.json.")] = Path("eval-output"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest response; one cut off before its final-answer line is unparsable, so incorrect.")] = 1024,
@@ -408,7 +408,7 @@ def baseline(
     input: Annotated[Path, typer.Argument(help="JSONL of chains: {id, question, reasoning, answer[, system]} per line.")],
     student_tokenizer: Annotated[str, typer.Option("--student-tokenizer", help=_STUDENT_HELP)],
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write: one trace-like record per chain, pruned at matched student lengths.")],
-    keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction of the student's tokens, in (0, 1]; repeatable.")] = None,
+    keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction of the student's tokens, in (0, 1]; repeatable (default 0.5).")] = None,
     model: Annotated[str, typer.Option(help="Pruner: its tokenizer defines the reasoning tokens; surprisal/h2o/greedy also run it.")] = "smollm2-135m",
     seed: Annotated[int, typer.Option(help="uniform: seed (mixed with each chain's id).")] = 0,
     classifier: Annotated[str, typer.Option(help="tokenskip: LLMLingua-2 token classifier (hub id or local folder).")] = _DEFAULT_CLASSIFIER,
@@ -646,7 +646,7 @@ def retention(
 def dynamics(
     traces: Annotated[Path, typer.Argument(help="Traces JSONL pruned with `chainprune prune --save-scores`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output prefix: writes OUT.csv, OUT.png, OUT.svg.")],
-    scores: Annotated[Path | None, typer.Option(help="Scores sidecar (default TRACES.scores.jsonl).")] = None,
+    scores: Annotated[Path | None, typer.Option(help="Scores sidecar (default: TRACES with .scores.jsonl appended, e.g. traces.jsonl.scores.jsonl, as `prune --save-scores` writes it).")] = None,
     keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fractions delimiting the transitions (default 1.0, 0.9, ..., 0.1, down to what the traces reach).")] = None,
 ) -> None:
     """Rank dynamics (the paper's Fig. 5): at each transition r -> r', Hit@|S| of the local ranking at r
