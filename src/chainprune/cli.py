@@ -49,7 +49,7 @@ def prune(
     screen: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE: between full scorings re-score only the M best candidates by stale scores, plus deletion neighbours.")] = None,
     refresh: Annotated[int, typer.Option(min=1, help="With --screen: a full exact scoring every R passes.")] = 10,
     lookahead: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE, with --screen M: every pass, estimate all candidates from the W tokens after each deletion and re-score exactly the M best estimates (replaces stale scores and --refresh).")] = None,
-    margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up; then, while other candidates' estimates are within MARGIN nats of the best exact score found, widen their windows fourfold (resuming what was computed) until they span the chain and are scored exactly (see README for the measured trade-off).")] = None,
+    margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up; then, while other candidates' estimates are within MARGIN nats of the best exact score found, widen their windows fourfold (resuming what was computed) until they span the chain and are scored exactly (README, Which mode: the measured trade-off).")] = None,
     batch_chains: Annotated[int, typer.Option(min=1, help="With --engine packed (the default): prune K chains at once, their packed forwards run as one (larger forwards use the CPU/GPU better; same results to rounding). Memory for kept suffixes is shared among them. Not with --ray.")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip ids already in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
@@ -830,7 +830,7 @@ def distill(
 
 @app.command()
 def experiment(
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="The experiment: data, teacher(s), pruner(s), student(s), methods, keep fractions, evaluation (see README).")],
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="The experiment: data, teacher(s), pruner(s), student(s), methods, keep fractions, evaluation (docs/distillation.md).")],
     out_dir: Annotated[Path | None, typer.Option(help="Where the stages live (default: the config's out_dir).")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Where the table, plot and resolved config go (default: the config's results_dir, else out_dir).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (overrides the config's `threads`).")] = None,
