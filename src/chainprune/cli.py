@@ -40,8 +40,8 @@ def prune(
     out: Annotated[Path, typer.Option("--out", "-o", help="Traces JSONL to write (one record per chain, appended as each finishes).")],
     model: Annotated[str, typer.Option(help="Pruner: 'smollm2-135m' (bundled, offline), a local HF folder or a hub id.")] = "smollm2-135m",
     objective: Annotated[Objective, typer.Option(help="joint: log p(remaining reasoning + answer); answer: log p(answer).")] = "joint",
-    keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction in (0, 1]; repeat for several. One run down to the smallest gives them all.")] = None,
-    engine: Annotated[EngineName, typer.Option(help="prefix: shares the KV prefix, candidates in batched chunks. packed: all suffixes packed in one sequence with a 4D mask, no redundant work. naive: full recompute (the reference). All exact.")] = "prefix",
+    keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction in (0, 1]; repeat for several (default 0.5). One run down to the smallest gives them all.")] = None,
+    engine: Annotated[EngineName, typer.Option(help="All exact. packed (default, the fastest measured): every candidate's suffix in one packed forward, attending to the chain's cached keys and its own earlier suffix tokens; no redundant work, and what a deletion leaves unchanged is kept for the next pass. prefix: shares the KV prefix, candidates in batched chunks. naive: full recompute (the reference).")] = "packed",
     dtype: Annotated[Dtype, typer.Option(help="auto = bfloat16 on CUDA, float32 on CPU.")] = "auto",
     device: Annotated[Device, typer.Option(help="auto = cuda when available.")] = "auto",
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="Bound on rows x tokens held in one forward (memory).")] = DEFAULT_MAX_BATCH_TOKENS,
@@ -49,12 +49,12 @@ def prune(
     screen: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE: between full scorings re-score only the M best candidates by stale scores, plus deletion neighbours.")] = None,
     refresh: Annotated[int, typer.Option(min=1, help="With --screen: a full exact scoring every R passes.")] = 10,
     lookahead: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE, with --screen M: every pass, estimate all candidates from the W tokens after each deletion and re-score exactly the M best estimates (replaces stale scores and --refresh).")] = None,
-    margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up; then, while other candidates' estimates are within MARGIN nats of the best exact score found, widen their windows fourfold (resuming what was computed) until they span the chain and are scored exactly (see README for the measured trade-off).")] = None,
-    batch_chains: Annotated[int, typer.Option(min=1, help="With --engine packed: prune K chains at once, their packed forwards run as one (larger forwards use the CPU/GPU better; same results to rounding). Memory for kept suffixes is shared among them.")] = 1,
+    margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up; then, while other candidates' estimates are within MARGIN nats of the best exact score found, widen their windows fourfold (resuming what was computed) until they span the chain and are scored exactly (README, Which mode: the measured trade-off).")] = None,
+    batch_chains: Annotated[int, typer.Option(min=1, help="With --engine packed (the default): prune K chains at once, their packed forwards run as one (larger forwards use the CPU/GPU better; same results to rounding). Memory for kept suffixes is shared among them. Not with --ray.")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: skip ids already in --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-    save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives to OUT.scores.jsonl (for `chainprune analyze dynamics`).")] = False,
-    surrogate: Annotated[Path | None, typer.Option(help="APPROXIMATE, with --screen: pick the candidates to re-score by an attention surrogate's predictions (from `chainprune analyze surrogate`) instead of stale scores.")] = None,
+    save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives beside --out, in its name + .scores.jsonl (traces.jsonl -> traces.jsonl.scores.jsonl; for `chainprune analyze dynamics`). Traces are unchanged.")] = False,
+    surrogate: Annotated[Path | None, typer.Option(help="APPROXIMATE, with --screen (not with --lookahead): pick the candidates to re-score by an attention surrogate's predictions (from `chainprune analyze surrogate`) instead of stale scores.")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Spread the chains over Ray workers (one pruner per GPU, or one per CPU); same traces as a single process. Needs the `ray` extra.")] = False,
     ray_address: Annotated[str | None, typer.Option(help="With --ray: the cluster to join ('auto' = the one started here with `ray start`, or HOST:PORT). Default: start a local Ray instance.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="With --ray: number of pruners (default: one per GPU of the cluster, or one per CPU).")] = None,
@@ -122,7 +122,7 @@ def _run_and_report(run, reporter, table, out: Path) -> None:
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write traces.jsonl and viewer.html (the HTML viewer).")] = Path("demo-output"),
-    engine: Annotated[EngineName, typer.Option(help="Scoring engine.")] = "prefix",
+    engine: Annotated[EngineName, typer.Option(help="Scoring engine (all exact; see `chainprune prune --help`).")] = "packed",
 ) -> None:
     """Prune a few example chains with the bundled SmolLM2-135M-Instruct, offline, and show them."""
     from chainprune.data.jsonl import read_traces
@@ -291,8 +291,8 @@ def teacher(
 
 @app.command()
 def evaluate(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model(s) to evaluate (repeatable): 'smollm2-135m', a local HF folder or a hub id.")] = None,
-    dataset: Annotated[list[DatasetName] | None, typer.Option("--dataset", "-d", help="Dataset(s) (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model(s) to evaluate (repeatable; default smollm2-135m): 'smollm2-135m', a local HF folder or a hub id.")] = None,
+    dataset: Annotated[list[DatasetName] | None, typer.Option("--dataset", "-d", help="Dataset(s) (repeatable; default gsm8k).")] = None,
     split: Annotated[str, typer.Option(help=_SPLIT_HELP)] = "test",
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Per-example outputs go to OUT_DIR/<model>/<dataset>-<split>.jsonl; the table to OUT_DIR/summary.json.")] = Path("eval-output"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest response; one cut off before its final-answer line is unparsable, so incorrect.")] = 1024,
@@ -408,7 +408,7 @@ def baseline(
     input: Annotated[Path, typer.Argument(help="JSONL of chains: {id, question, reasoning, answer[, system]} per line.")],
     student_tokenizer: Annotated[str, typer.Option("--student-tokenizer", help=_STUDENT_HELP)],
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL to write: one trace-like record per chain, pruned at matched student lengths.")],
-    keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction of the student's tokens, in (0, 1]; repeatable.")] = None,
+    keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction of the student's tokens, in (0, 1]; repeatable (default 0.5).")] = None,
     model: Annotated[str, typer.Option(help="Pruner: its tokenizer defines the reasoning tokens; surprisal/h2o/greedy also run it.")] = "smollm2-135m",
     seed: Annotated[int, typer.Option(help="uniform: seed (mixed with each chain's id).")] = 0,
     classifier: Annotated[str, typer.Option(help="tokenskip: LLMLingua-2 token classifier (hub id or local folder).")] = _DEFAULT_CLASSIFIER,
@@ -646,7 +646,7 @@ def retention(
 def dynamics(
     traces: Annotated[Path, typer.Argument(help="Traces JSONL pruned with `chainprune prune --save-scores`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output prefix: writes OUT.csv, OUT.png, OUT.svg.")],
-    scores: Annotated[Path | None, typer.Option(help="Scores sidecar (default TRACES.scores.jsonl).")] = None,
+    scores: Annotated[Path | None, typer.Option(help="Scores sidecar (default: TRACES with .scores.jsonl appended, e.g. traces.jsonl.scores.jsonl, as `prune --save-scores` writes it).")] = None,
     keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fractions delimiting the transitions (default 1.0, 0.9, ..., 0.1, down to what the traces reach).")] = None,
 ) -> None:
     """Rank dynamics (the paper's Fig. 5): at each transition r -> r', Hit@|S| of the local ranking at r
@@ -830,7 +830,7 @@ def distill(
 
 @app.command()
 def experiment(
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="The experiment: data, teacher(s), pruner(s), student(s), methods, keep fractions, evaluation (see README).")],
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="The experiment: data, teacher(s), pruner(s), student(s), methods, keep fractions, evaluation (docs/distillation.md).")],
     out_dir: Annotated[Path | None, typer.Option(help="Where the stages live (default: the config's out_dir).")] = None,
     results_dir: Annotated[Path | None, typer.Option(help="Where the table, plot and resolved config go (default: the config's results_dir, else out_dir).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (overrides the config's `threads`).")] = None,

@@ -19,7 +19,7 @@ def demo_viewer_path(out_dir: Path) -> Path:
     return Path(out_dir) / "viewer.html"
 
 
-def run_demo(out_dir: Path, engine: str = "prefix", reporter: Reporter | None = None) -> tuple[Path, PruneSummary]:
+def run_demo(out_dir: Path, engine: str = "packed", reporter: Reporter | None = None) -> tuple[Path, PruneSummary]:
     """Prune the demo chains to keep 0.9/0.7/0.5 into `out_dir/traces.jsonl` (rewritten every run), and write
     the HTML viewer of those traces to `out_dir/viewer.html`."""
     out = Path(out_dir) / "traces.jsonl"

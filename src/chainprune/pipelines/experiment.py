@@ -32,6 +32,7 @@ from typing import Any
 
 from chainprune.data.jsonl import read_lines
 from chainprune.keep import keep_key, normalize_keep_fractions
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.training.sft import SFTSettings
 
 SOLUTIONS = "solutions"  # a teacher that is the dataset's own worked solutions
@@ -69,13 +70,23 @@ class PrunerSpec:
     model: str = "smollm2-135m"
     name: str | None = None
     objective: str = "joint"
-    engine: str = "prefix"
+    engine: str = "packed"
     per_step: int = 1
     screen: int | None = None
     refresh: int = 10
     lookahead: int | None = None
     margin: float | None = None
+    surrogate: str | None = None  # with screen: an attention surrogate file picks the re-scored candidates
+    save_scores: bool = False  # also write every scoring pass's candidate scores beside the traces
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS  # memory bound of one forward (speed only)
+    batch_chains: int = 1  # with engine packed: prune this many chains at once (speed only)
     floor: float | None = None  # greedy traces go down to this keep (default: the smallest keep - 0.05)
+
+
+# Pruner settings that change only speed and memory, not the traces: left out of the traces stage's key.
+_SPEED_ONLY = ("max_batch_tokens", "batch_chains")
+# Pruner settings added after runs were cached: left out of the key at their default, so those stages stay valid.
+_LATER = {"margin": None, "surrogate": None, "save_scores": False}
 
 
 @dataclass
@@ -125,6 +136,10 @@ class ExperimentConfig:
         for pruner in self.pruners:
             if pruner.floor is not None and pruner.floor > min(self.keep):
                 raise ValueError(f"pruner {label(pruner)}: floor {pruner.floor} is above the smallest keep {min(self.keep)}")
+            try:
+                prune_config(pruner, self).validate()
+            except ValueError as error:
+                raise ValueError(f"pruner {label(pruner)}: {error}") from None
         if self.data.hub_dataset is None and self.data.dev < 1:
             raise ValueError("data.dev must be at least 1 (the dev set chooses each student's checkpoint)")
         for kind, specs in (("teacher", self.teachers), ("pruner", self.pruners), ("student", self.students)):
@@ -135,6 +150,28 @@ class ExperimentConfig:
 
 def label(spec: Any) -> str:
     return spec.name or spec.model
+
+
+def traces_key(pruner: PrunerSpec) -> dict[str, Any]:
+    """The pruner settings that key its traces stage: those that change traces (the floor is keyed apart)."""
+    return {k: v for k, v in asdict(pruner).items()
+            if k not in ("name", "floor", *_SPEED_ONLY) and not (k in _LATER and v == _LATER[k])}
+
+
+def pruner_floor(pruner: PrunerSpec, keep: list[float]) -> float:
+    """The keep fraction greedy traces go down to: the pruner's floor, or the smallest keep - 0.05."""
+    return pruner.floor if pruner.floor is not None else round(max(0.01, min(keep) - 0.05), 4)
+
+
+def prune_config(pruner: PrunerSpec, config: ExperimentConfig) -> Any:
+    """The `chainprune prune` settings of one pruner of the grid (a PruneConfig)."""
+    from chainprune.pipelines.prune import PruneConfig
+
+    return PruneConfig(model=pruner.model, objective=pruner.objective, keep=[pruner_floor(pruner, config.keep)],
+                       engine=pruner.engine, dtype=config.dtype, device=config.device, per_step=pruner.per_step,
+                       screen=pruner.screen, refresh=pruner.refresh, lookahead=pruner.lookahead,
+                       margin=pruner.margin, surrogate=pruner.surrogate, save_scores=pruner.save_scores,
+                       max_batch_tokens=pruner.max_batch_tokens, batch_chains=pruner.batch_chains)
 
 
 def _build(cls: type, values: Any, where: str) -> Any:
@@ -447,20 +484,13 @@ def run_experiment(
         chains_file = chains_dir / "chains.jsonl"
 
         for pruner in config.pruners:
-            # (margin came later: left out at its default so the stages of earlier runs stay valid)
-            pruner_inputs = {k: v for k, v in asdict(pruner).items()
-                             if k not in ("name", "floor") and not (k == "margin" and v is None)}
-            floor = pruner.floor if pruner.floor is not None else round(max(0.01, min(config.keep) - 0.05), 4)
+            pruner_inputs = traces_key(pruner)
+            floor = pruner_floor(pruner, config.keep)
             traces_file = None
             if "greedy" in config.methods:
-                prune_config = PruneConfig(model=pruner.model, objective=pruner.objective, keep=[floor],
-                                           engine=pruner.engine, dtype=config.dtype, device=config.device,
-                                           per_step=pruner.per_step, screen=pruner.screen, refresh=pruner.refresh,
-                                           lookahead=pruner.lookahead, margin=pruner.margin)
-
-                def make_traces(d: Path, prune_config: PruneConfig = prune_config) -> None:
+                def make_traces(d: Path, settings: PruneConfig = prune_config(pruner, config)) -> None:
                     summary = _reported(reporter, lambda r: run_prune(
-                        chains_file, d / "traces.jsonl", prune_config, resume=True, reporter=r,
+                        chains_file, d / "traces.jsonl", settings, resume=True, reporter=r,
                         loader=lambda c: models.get(c.model)))
                     fail("prune", summary.failures)
 

@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
-from chainprune.models import LoadedModel, load_model
+from chainprune.models import LoadedModel, load_model, resolve_device, resolve_dtype
 from chainprune.pruning import Approximation, prune_chain
 # PruneSummary, Reporter and errors_path are also imported from here (by the CLI and the demo)
 from chainprune.run import PruneSummary, Reporter, errors_path, open_output, require_input, write_errors  # noqa: F401
@@ -35,7 +37,7 @@ class PruneConfig:
     model: str = "smollm2-135m"
     objective: str = "joint"
     keep: list[float] = field(default_factory=lambda: [0.5])
-    engine: str = "prefix"
+    engine: str = "packed"
     dtype: str = "auto"
     device: str = "auto"
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
@@ -49,8 +51,16 @@ class PruneConfig:
     batch_chains: int = 1  # with engine packed: prune this many chains at once, their packed forwards run as one
 
     # Settings that change the traces: a resumed run must agree on these.
-    RESULT_FIELDS = ("model", "objective", "keep", "engine", "dtype", "per_step", "screen", "refresh", "lookahead",
-                     "margin", "surrogate")
+    # The dtype is compared as resolved (`auto` is bfloat16 on CUDA, float32 on CPU), so a run started on a CPU
+    # and resumed on a GPU cannot mix float32 and bfloat16 traces in one file.
+    RESULT_FIELDS = ("model", "objective", "keep", "engine", "resolved_dtype", "per_step", "screen", "refresh",
+                     "lookahead", "margin", "surrogate")
+
+    def settings(self) -> dict:
+        """What is saved beside the output: every field, plus `resolved_dtype` (what `dtype` means on `device`;
+        `auto` resolves on this machine, `cuda` as CUDA even where only Ray workers have a GPU)."""
+        device = torch.device("cuda") if self.device == "cuda" else resolve_device(self.device)
+        return asdict(self) | {"resolved_dtype": str(resolve_dtype(self.dtype, device)).removeprefix("torch.")}
 
     @property
     def approximation(self) -> Approximation:
@@ -168,7 +178,7 @@ def open_run(
     resume warnings go into `summary`."""
     config.validate()
     require_input(input_path)
-    output = open_output(out, resume, overwrite, asdict(config), PruneConfig.RESULT_FIELDS, sidecars=[scores_path(out)])
+    output = open_output(out, resume, overwrite, config.settings(), PruneConfig.RESULT_FIELDS, sidecars=[scores_path(out)])
     if config.save_scores:
         output.resume_sidecar(scores_path(out))
     summary.warnings = output.warnings

@@ -160,7 +160,7 @@ def prune_chain(
     chain: Chain,
     keep: Sequence[float] = (0.5,),
     objective: str = "joint",
-    engine: str = "prefix",
+    engine: str = "packed",
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     on_step: Callable[[int, int], None] | None = None,
     approximation: Approximation = EXACT,

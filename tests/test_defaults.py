@@ -1,0 +1,104 @@
+"""The newcomer's defaults: the fastest exact engine everywhere, the experiment's pruner settings are `prune`'s,
+resume compares the dtype a run resolves to, and the approximate modes are reachable from `import chainprune`."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+
+import pytest
+import torch
+import typer.main
+
+from chainprune.cli import app
+from chainprune.pipelines.demo import run_demo
+from chainprune.pipelines.experiment import PrunerSpec, parse_config
+from chainprune.pipelines.prune import PruneConfig, run_prune
+from chainprune.pruning import prune_chain
+
+CHAINS = [
+    {"id": "a", "question": "How many clips?", "reasoning": "Natalia sold 48/2 = 24 clips.", "answer": "The answer is 24."},
+    {"id": "b", "question": "Pay?", "reasoning": "Weng earns 12/60 = $0.2 per minute.", "answer": "The answer is 10."},
+]
+
+
+def option_default(command: str, name: str):
+    click_command = typer.main.get_command(app).commands[command]
+    return next(p for p in click_command.params if p.name == name).default
+
+
+def test_every_entry_point_defaults_to_the_packed_engine():
+    assert PruneConfig().engine == "packed" and PrunerSpec().engine == "packed"
+    assert inspect.signature(prune_chain).parameters["engine"].default == "packed"
+    assert inspect.signature(run_demo).parameters["engine"].default == "packed"
+    assert option_default("prune", "engine") == "packed" and option_default("demo", "engine") == "packed"
+
+
+def test_batch_chains_needs_no_engine_flag_any_more():
+    PruneConfig(batch_chains=8).validate()
+    with pytest.raises(ValueError, match="needs --engine packed"):
+        PruneConfig(engine="prefix", batch_chains=8).validate()
+
+
+def test_experiment_takes_every_pruner_setting_of_prune():
+    """Each PruneConfig field a grid can vary is a PrunerSpec field (dtype and device are the grid's own)."""
+    per_grid = {"keep", "dtype", "device"}
+    prune_fields = {f.name for f in dataclasses.fields(PruneConfig)} - per_grid
+    assert prune_fields <= {f.name for f in dataclasses.fields(PrunerSpec)}
+    config = parse_config({"pruner": {"batch_chains": 4, "max_batch_tokens": 2048, "save_scores": True}})
+    pruner = config.pruners[0]
+    assert (pruner.batch_chains, pruner.max_batch_tokens, pruner.save_scores, pruner.surrogate) == (4, 2048, True, None)
+
+
+def test_experiment_checks_pruner_settings_before_any_stage(tmp_path):
+    with pytest.raises(ValueError, match="pruner smollm2-135m: .*needs --engine packed"):
+        parse_config({"pruner": {"engine": "prefix", "batch_chains": 2}})
+    with pytest.raises(ValueError, match="surrogate file .* does not exist"):
+        parse_config({"pruner": {"screen": 2, "surrogate": str(tmp_path / "none.pt")}})
+
+
+def test_speed_only_pruner_settings_keep_the_cached_traces():
+    """batch_chains and max_batch_tokens change no trace: they stay out of the traces stage's key, as do the
+    settings added later while at their defaults (so stages cached before they existed stay valid)."""
+    from chainprune.pipelines.experiment import traces_key
+
+    before = {"model": "smollm2-135m", "objective": "joint", "engine": "packed", "per_step": 1, "screen": None,
+              "refresh": 10, "lookahead": None}
+    assert traces_key(PrunerSpec()) == before
+    assert traces_key(PrunerSpec(batch_chains=8, max_batch_tokens=1024, name="x", floor=0.3)) == before
+    assert traces_key(PrunerSpec(save_scores=True, margin=5.0)) == before | {"save_scores": True, "margin": 5.0}
+
+
+@pytest.fixture
+def loader(tiny_pruner):
+    return lambda config: tiny_pruner
+
+
+def write_chains(path):
+    path.write_text("".join(json.dumps(c) + "\n" for c in CHAINS))
+    return path
+
+
+def test_resume_compares_the_resolved_dtype(tmp_path, loader, monkeypatch):
+    """`--dtype auto` started on a CPU means float32; resumed where CUDA is seen it would mean bfloat16: refused.
+    Saying the same dtype another way (auto on a CPU, then float32) is not a change."""
+    source, out = write_chains(tmp_path / "in.jsonl"), tmp_path / "out.jsonl"
+    run_prune(source, out, PruneConfig(dtype="auto", device="auto", keep=[0.5]), loader=loader)
+    saved = json.loads(out.with_name("out.jsonl.config.json").read_text())
+    assert saved["dtype"] == "auto" and saved["resolved_dtype"] == ("bfloat16" if torch.cuda.is_available() else "float32")
+    if not torch.cuda.is_available():
+        summary = run_prune(source, out, PruneConfig(dtype="float32", device="cpu", keep=[0.5]), resume=True, loader=loader)
+        assert summary.skipped == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: not saved["resolved_dtype"] == "bfloat16")
+    with pytest.raises(ValueError, match="resolved_dtype"):
+        run_prune(source, out, PruneConfig(dtype="auto", device="auto", keep=[0.5]), resume=True, loader=loader)
+
+
+def test_approximate_modes_are_exported():
+    import chainprune
+
+    assert chainprune.Approximation is not None and "Approximation" in chainprune.__all__
+    approx = chainprune.Approximation(screen=2, lookahead=3, margin=5)
+    assert inspect.signature(chainprune.prune_chain).parameters["approximation"].annotation in ("Approximation", chainprune.Approximation)
+    assert approx.screen == 2
