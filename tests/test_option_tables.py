@@ -102,7 +102,8 @@ TABLES = [(doc, table) for doc in documents() for table in option_tables(doc)]
 
 def test_the_readme_has_option_tables():
     assert any(doc.name == "README.md" for doc, _ in TABLES)
-    assert {command for _, (command, _, _) in TABLES} == set(COMMANDS), "docs/cli.md lists every command"
+    with_options = {name for name, c in COMMANDS.items() if any(type(p).__name__.endswith("Option") for p in c.params)}
+    assert {command for _, (command, _, _) in TABLES} == with_options, "docs/cli.md lists every command's options"
 
 
 @pytest.mark.parametrize("doc, table", TABLES, ids=[f"{d.name}:{t[1]}:{t[0]}" for d, t in TABLES])

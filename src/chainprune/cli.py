@@ -38,7 +38,7 @@ def _keep_fractions(values: list[float] | None) -> list[float]:
 def prune(
     input: Annotated[Path, typer.Argument(help="JSONL of chains: {id, question, reasoning, answer[, system]} per line.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Traces JSONL to write (one record per chain, appended as each finishes).")],
-    model: Annotated[str, typer.Option(help="Pruner: 'smollm2-135m' (bundled, offline), a local HF folder or a hub id.")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Pruner: 'smollm2-135m' (bundled, offline), 'qwen2.5-coder-0.5b'/'-1.5b' (offline after `make models`), a .gguf file, a local HF folder or a hub id.")] = "smollm2-135m",
     objective: Annotated[Objective, typer.Option(help="joint: log p(remaining reasoning + answer); answer: log p(answer).")] = "joint",
     keep: Annotated[list[float] | None, typer.Option("--keep", "-k", callback=_keep_fractions, help="Keep fraction in (0, 1]; repeat for several (default 0.5). One run down to the smallest gives them all.")] = None,
     engine: Annotated[EngineName, typer.Option(help="All exact. packed (default, the fastest measured): every candidate's suffix in one packed forward, attending to the chain's cached keys and its own earlier suffix tokens; no redundant work, and what a deletion leaves unchanged is kept for the next pass. prefix: shares the KV prefix, candidates in batched chunks. naive: full recompute (the reference).")] = "packed",
@@ -232,7 +232,7 @@ def teacher(
     out: Annotated[Path, typer.Option("--out", "-o", help="Chains JSONL to write (pruner input records, appended per question).")],
     dataset: Annotated[DatasetName, typer.Option(help="Dataset.")] = "gsm8k",
     split: Annotated[str, typer.Option(help=_SPLIT_HELP)] = "train",
-    model: Annotated[str, typer.Option(help="Teacher: 'smollm2-135m' (bundled, offline), a local HF folder or a hub id.")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Teacher: 'smollm2-135m' (bundled, offline), 'qwen2.5-coder-0.5b'/'-1.5b' (offline after `make models`), a .gguf file, a local HF folder or a hub id.")] = "smollm2-135m",
     samples: Annotated[int, typer.Option(min=1, help="Responses sampled per question (paper: 10).")] = 10,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (paper: 0.7).")] = 0.7,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling top-p in (0, 1] (paper: 1.0). No top-k is applied.")] = 1.0,
@@ -377,7 +377,8 @@ from chainprune.ranking import DEFAULT_CLASSIFIER as _DEFAULT_CLASSIFIER  # noqa
 from chainprune.ranking import RANKERS as _RANKERS  # noqa: E402
 
 BaselineMethod = Enum("BaselineMethod", {name: name for name in _RANKERS}, type=str)
-_STUDENT_HELP = "Student tokenizer (local folder, tokenizer.json, hub id or 'smollm2-135m'): lengths are matched in its tokens."
+_STUDENT_HELP = ("Student tokenizer: 'llama-2', 'mistral-7b-v0.3', 'llama-3.1', 'qwen2.5' (the paper's, offline after "
+                 "`make tokenizers`), a model name, a local folder, a tokenizer.json or a hub id; lengths are matched in its tokens.")
 
 
 def _finish_matched_run(summary, out: Path, reporter) -> None:
@@ -759,7 +760,7 @@ def distill(
     train: Annotated[Path | None, typer.Option(help="Pruned records: `chainprune match` / `baseline` output (or traces from `prune`). Not needed with --keep 1.0 (the full chains).")] = None,
     keep: Annotated[float, typer.Option(help="Train on the reasoning kept at this keep fraction (a key of each record's `pruned`).")] = 0.7,
     method: Annotated[str, typer.Option(help="Pruning method the records must come from (greedy, uniform, surprisal, h2o, tokenskip); a mismatch is reported per record.")] = "greedy",
-    student: Annotated[str, typer.Option(help="Student: 'smollm2-135m' (bundled, offline), a local HF folder or a hub id.")] = "smollm2-135m",
+    student: Annotated[str, typer.Option(help="Student: 'smollm2-135m' (bundled, offline), 'qwen2.5-coder-0.5b'/'-1.5b' (offline after `make models`), a .gguf file, a local HF folder or a hub id.")] = "smollm2-135m",
     dataset: Annotated[DatasetName, typer.Option(help="Task: its system prompt (for chains without one) and its grader (dev accuracy).")] = "gsm8k",
     lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (PEFT) or full fine-tuning.")] = True,
     lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
