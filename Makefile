@@ -24,13 +24,15 @@ demo: install
 	$(BIN)/chainprune demo
 
 # ---- viewer (issue 8) ----
-# The viewer's browser tests drive Debian's chromium. Best effort: install it when missing and we may (root with
+# The viewer's browser tests drive Debian's chromium. Best effort: install it (no recommended packages; waiting up
+# to 5 minutes for another apt process's lock) when missing and we may (root with
 # apt-get); otherwise say why, and those tests skip with the reason.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian's chromium for the viewer's browser tests (apt-get)"; \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	    { apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get \
+	      -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 \
 	      || echo "could not install chromium: the viewer's browser tests will be skipped"; \
 	  else \
 	    echo "no chromium, and installing it needs root and apt-get: the viewer's browser tests will be skipped"; \
