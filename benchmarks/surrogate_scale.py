@@ -42,7 +42,8 @@ def gsm8k_chains(count: int, seed: int, min_chars: int, max_chars: int) -> list[
         if min_chars <= len(reasoning) <= max_chars:
             chains.append({"id": f"gsm8k-train-{i}", "question": record["question"].strip(),
                            "reasoning": reasoning, "answer": f"The answer is {number.strip()}."})
-    return random.Random(seed).sample(chains, count)
+    random.Random(seed).shuffle(chains)
+    return chains[:count]  # a prefix of one seeded order: a smaller --chains takes the first of a larger run
 
 
 @torch.no_grad()
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=300)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/chainprune-surrogate-scale"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--score-only-cached", action="store_true", help="fail instead of scoring a missing chain")
     args = parser.parse_args()
 
     from chainprune.analysis.surrogate import train_surrogate
@@ -109,6 +111,8 @@ def main() -> None:
     for k, chain in enumerate(chains):
         if chain["id"] in data:
             continue
+        if args.score_only_cached:
+            raise SystemExit(f"only {k} of the {len(chains)} chains are scored in {cache}")
         loaded = loaded or load_model(args.model, dtype="float32", device="cpu")
         data[chain["id"]] = chain_data(loaded, chain)
         if k % 10 == 9:
