@@ -66,19 +66,36 @@ def chains_file(tmp_path_factory):
     return path
 
 
+def tiny_surrogate(tiny_pruner):
+    """A surrogate trained (briefly) on the tiny model's attention features of one chain."""
+    import torch
+
+    from chainprune.analysis.surrogate import attention_features, train_surrogate
+    from chainprune.ranking import SurrogateModel
+
+    ids = tokenize_chain(tiny_pruner.tokenizer, SHORT)
+    n = len(ids.reasoning_ids)
+    features = attention_features(tiny_pruner.model, ids.input_ids, len(ids.prompt_ids), n)
+    trained = train_surrogate([features], [torch.linspace(0, 1, n)], hidden=8, epochs=20)
+    return SurrogateModel(model=tiny_pruner.model, surrogate=trained, name="s.pt")
+
+
 def resources_for(method, tiny_pruner, student):
     ranker_model = tiny_pruner.model
     if method == "tokenskip":
         from test_ranking import make_classifier
 
         ranker_model = make_classifier()
+    if method == "surrogate":
+        ranker_model = tiny_surrogate(tiny_pruner)
     return Resources(pruner=tiny_pruner, student=student, ranker_model=ranker_model)
 
 
-@pytest.mark.parametrize("method", ["uniform", "surprisal", "h2o", "tokenskip"])
+@pytest.mark.parametrize("method", ["uniform", "surprisal", "h2o", "tokenskip", "surrogate"])
 def test_baseline_records_meet_student_targets(method, chains_file, tiny_pruner, student, tmp_path):
     out = tmp_path / f"{method}.jsonl"
-    config = BaselineConfig(method=method, student_tokenizer="tiny-wordpiece", model="tiny-llama", keep=KEEPS)
+    config = BaselineConfig(method=method, student_tokenizer="tiny-wordpiece", model="tiny-llama", keep=KEEPS,
+                            surrogate="s.pt" if method == "surrogate" else None)
     summary = run_baseline(chains_file, out, config, resources=resources_for(method, tiny_pruner, student))
     assert summary.done == 3 and not summary.failures
     for record in read_traces(out):
@@ -101,6 +118,29 @@ def test_baseline_records_meet_student_targets(method, chains_file, tiny_pruner,
                         - pruned["target_student_tokens"]) for k in range(n + 1)]
             assert abs(pruned["student_tokens"] - pruned["target_student_tokens"]) == min(gaps)
             assert gaps.index(min(gaps)) == pruned["deletions"]  # ties to the fewest deletions
+
+
+def test_surrogate_ranker_deletes_by_the_surrogates_predictions(tiny_pruner):
+    from chainprune.analysis.surrogate import attention_features
+    from chainprune.ranking import get_ranker
+
+    bundle = tiny_surrogate(tiny_pruner)
+    ids = tokenize_chain(tiny_pruner.tokenizer, SHORT)
+    ranking = get_ranker("surrogate")(ids, bundle)
+    predicted = bundle.surrogate.predict(attention_features(tiny_pruner.model, ids.input_ids, len(ids.prompt_ids),
+                                                            len(ids.reasoning_ids))).tolist()
+    # highest predicted post-deletion objective first; ties to the smallest position
+    assert ranking.deletion_order == sorted(range(len(predicted)), key=lambda i: (-predicted[i], i))
+    bundle.surrogate.info["features"] += 1
+    with pytest.raises(ValueError, match="attention features"):
+        get_ranker("surrogate")(ids, bundle)
+
+
+def test_surrogate_method_and_option_go_together():
+    with pytest.raises(ValueError, match="needs --surrogate"):
+        BaselineConfig(method="surrogate", student_tokenizer="x").validate()
+    with pytest.raises(ValueError, match="needs --surrogate"):
+        BaselineConfig(method="uniform", student_tokenizer="x", surrogate="s.pt").validate()
 
 
 def test_greedy_through_match_gets_the_same_treatment(tiny_pruner, student, tmp_path):

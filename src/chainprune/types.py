@@ -152,7 +152,7 @@ class MatchedRecord:
     id: str
     method: str
     # what made the order, written after `method` in this order: `pruner` and `student_tokenizer`, then by
-    # method `seed` (uniform), `classifier` (tokenskip), `objective` and `mode` (greedy traces; `mode` only for
+    # method `seed` (uniform), `classifier` (tokenskip), `surrogate` (surrogate), `objective` and `mode` (greedy traces; `mode` only for
     # approximate ones)
     settings: dict[str, Any]
     prompt_ids: list[int]

@@ -23,7 +23,15 @@ from chainprune.chains import ChainError, tokenize_chain
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines
 from chainprune.keep import keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
-from chainprune.ranking import DEFAULT_CLASSIFIER, RANKER_NEEDS, Ranking, TokenClassifier, get_ranker, greedy_from_trace
+from chainprune.ranking import (
+    DEFAULT_CLASSIFIER,
+    RANKER_NEEDS,
+    Ranking,
+    SurrogateModel,
+    TokenClassifier,
+    get_ranker,
+    greedy_from_trace,
+)
 from chainprune.ranking.matching import match_lengths
 from chainprune.run import Reporter, RunSummary, open_output, require_input, write_errors
 from chainprune.types import Chain, ChainIds, MatchedCut, MatchedRecord, Trace, TraceToken
@@ -38,12 +46,16 @@ class BaselineConfig:
     classifier: str = DEFAULT_CLASSIFIER
     dtype: str = "auto"
     device: str = "auto"
+    surrogate: str | None = None  # a trained attention surrogate, for method "surrogate"
 
-    RESULT_FIELDS = ("method", "student_tokenizer", "model", "keep", "seed", "classifier", "dtype")
+    RESULT_FIELDS = ("method", "student_tokenizer", "model", "keep", "seed", "classifier", "dtype", "surrogate")
 
     def validate(self) -> None:
         get_ranker(self.method)
         self.keep = normalize_keep_fractions(self.keep)
+        if (self.method == "surrogate") != (self.surrogate is not None):
+            raise ValueError("method surrogate needs --surrogate S.pt (from `chainprune analyze surrogate`), "
+                             "and --surrogate goes with method surrogate only")
 
 
 @dataclass
@@ -144,7 +156,7 @@ def load_resources(config: BaselineConfig) -> Resources:
     from chainprune.models.auxiliary import load_token_classifier, load_tokenizer
 
     need = RANKER_NEEDS[config.method]
-    if need == "causal_lm":
+    if need in ("causal_lm", "surrogate"):
         pruner = load_model(config.model, dtype=config.dtype, device=config.device)
     else:  # the pruner's tokenizer alone defines the reasoning tokens
         pruner = LoadedModel(model=None, tokenizer=load_tokenizer(config.model), name=config.model)
@@ -152,6 +164,14 @@ def load_resources(config: BaselineConfig) -> Resources:
     if need == "token_classifier":
         model, tokenizer = load_token_classifier(config.classifier, dtype=config.dtype, device=config.device)
         ranker_model = TokenClassifier(model=model, tokenizer=tokenizer, name=config.classifier)
+    if need == "surrogate":
+        from chainprune.analysis.surrogate import Surrogate
+
+        try:
+            trained = Surrogate.load(Path(config.surrogate))
+        except (OSError, KeyError, RuntimeError) as e:
+            raise ValueError(f"cannot load the surrogate {config.surrogate}: {e}") from None
+        ranker_model = SurrogateModel(model=pruner.model, surrogate=trained, name=config.surrogate)
     return Resources(pruner=pruner, student=load_tokenizer(config.student_tokenizer), ranker_model=ranker_model)
 
 
@@ -207,6 +227,8 @@ def baseline_record(chain: Chain, config: BaselineConfig, ranker: Any, res: Reso
         extra["seed"] = config.seed
     if config.method == "tokenskip":
         extra["classifier"] = getattr(res.ranker_model, "name", config.classifier)
+    if config.method == "surrogate":
+        extra["surrogate"] = config.surrogate
     return matched_record(config.method, chain.id, ids, ranking, res.pruner.tokenizer, res.student, config.keep, extra)
 
 

@@ -14,6 +14,7 @@ from chainprune.ranking.base import Ranking, order_by_importance
 from chainprune.ranking.greedy import greedy, greedy_from_trace
 from chainprune.ranking.h2o import h2o
 from chainprune.ranking.surprisal import surprisal
+from chainprune.ranking.surrogate import SurrogateModel, surrogate
 from chainprune.ranking.tokenskip import DEFAULT_CLASSIFIER, TokenClassifier, tokenskip
 from chainprune.ranking.uniform import uniform
 from chainprune.types import ChainIds
@@ -30,6 +31,7 @@ RANKERS: dict[str, Ranker] = {
     "h2o": h2o,
     "tokenskip": tokenskip,
     "greedy": greedy,
+    "surrogate": surrogate,
 }
 
 # What each ranker's `model` argument is: nothing, the causal LM (the pruner), or LLMLingua-2's classifier.
@@ -39,6 +41,7 @@ RANKER_NEEDS: dict[str, str | None] = {
     "h2o": "causal_lm",
     "tokenskip": "token_classifier",
     "greedy": "causal_lm",
+    "surrogate": "surrogate",  # the causal LM and a trained attention surrogate (`SurrogateModel`)
 }
 
 
@@ -58,6 +61,7 @@ __all__ = [
     "RANKER_NEEDS",
     "Ranker",
     "Ranking",
+    "SurrogateModel",
     "TokenClassifier",
     "get_ranker",
     "greedy_from_trace",
