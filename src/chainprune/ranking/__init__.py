@@ -34,15 +34,8 @@ RANKERS: dict[str, Ranker] = {
     "surrogate": surrogate,
 }
 
-# What each ranker's `model` argument is: nothing, the causal LM (the pruner), or LLMLingua-2's classifier.
-RANKER_NEEDS: dict[str, str | None] = {
-    "uniform": None,
-    "surprisal": "causal_lm",
-    "h2o": "causal_lm",
-    "tokenskip": "token_classifier",
-    "greedy": "causal_lm",
-    "surrogate": "surrogate",  # the causal LM and a trained attention surrogate (`SurrogateModel`)
-}
+# What each ranker's `model` argument is, as the ranker declares it (`ranking.base.needs`).
+RANKER_NEEDS: dict[str, str | None] = {name: ranker.needs for name, ranker in RANKERS.items()}
 
 
 def get_ranker(name: str) -> Ranker:

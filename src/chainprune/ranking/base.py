@@ -22,3 +22,20 @@ class Ranking:
 def order_by_importance(scores: Sequence[float]) -> list[int]:
     """Positions sorted by ascending importance; exact ties go to the smallest position (as in greedy)."""
     return sorted(range(len(scores)), key=lambda i: (scores[i], i))
+
+
+RANKER_MODELS = (None, "causal_lm", "token_classifier", "surrogate")
+
+
+def needs(model: str | None):
+    """Declare what a ranker's `model` argument is: nothing (None), the pruner (`causal_lm`), LLMLingua-2's
+    classifier (`token_classifier`) or the pruner with a trained attention surrogate (`surrogate`). The
+    pipelines load it from that; a ranker is then registered by its one line in `RANKERS`."""
+    if model not in RANKER_MODELS:
+        raise ValueError(f"unknown ranker model {model!r}")
+
+    def declare(ranker):
+        ranker.needs = model
+        return ranker
+
+    return declare

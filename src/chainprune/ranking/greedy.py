@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainprune.pruning import ChainScorer, greedy_prune
-from chainprune.ranking.base import Ranking
+from chainprune.ranking.base import Ranking, needs
 from chainprune.types import ChainIds
 
 
@@ -14,6 +14,7 @@ def greedy_from_trace(record: dict[str, Any]) -> Ranking:
     return Ranking(deletion_order=list(record["deletion_order"]))
 
 
+@needs("causal_lm")
 def greedy(ids: ChainIds, model: Any, seed: int = 0, objective: str = "joint", engine: str = "prefix") -> Ranking:
     """Exact greedy pruning (joint objective) run down to a single token: a full deletion order.
     Expensive (every step scores every remaining token); `chainprune prune` + `match` is the usual route."""

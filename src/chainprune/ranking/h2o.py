@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from chainprune.models.attention import attention_override
-from chainprune.ranking.base import Ranking, order_by_importance
+from chainprune.ranking.base import Ranking, needs, order_by_importance
 from chainprune.scoring.logprobs import decoder
 from chainprune.types import ChainIds
 
@@ -104,6 +104,7 @@ def chain_received_attention(model: Any, input_ids: list[int]) -> torch.Tensor:
     return total.cpu()
 
 
+@needs("causal_lm")
 def h2o(ids: ChainIds, model: Any, seed: int = 0) -> Ranking:
     """Least attended reasoning tokens deleted first; the score is the attention received."""
     p, m = len(ids.prompt_ids), len(ids.reasoning_ids)

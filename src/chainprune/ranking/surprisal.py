@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from chainprune.ranking.base import Ranking, order_by_importance
+from chainprune.ranking.base import Ranking, needs, order_by_importance
 from chainprune.scoring.logprobs import decoder, target_logprobs
 from chainprune.types import ChainIds
 
@@ -28,6 +28,7 @@ def reasoning_surprisal(model: Any, ids: ChainIds) -> torch.Tensor:
     return -target_logprobs(model, hidden[p - 1 : p + m - 1], targets).cpu()
 
 
+@needs("causal_lm")
 def surprisal(ids: ChainIds, model: Any, seed: int = 0) -> Ranking:
     """Lowest surprisal deleted first; the importance score is the surprisal in nats."""
     scores = reasoning_surprisal(model, ids).tolist()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainprune.analysis.surrogate import Surrogate, attention_features
-from chainprune.ranking.base import Ranking, order_by_importance
+from chainprune.ranking.base import Ranking, needs, order_by_importance
 from chainprune.types import ChainIds
 
 
@@ -25,6 +25,7 @@ class SurrogateModel:
     name: str  # the surrogate's file, recorded with each ranking
 
 
+@needs("surrogate")
 def surrogate(ids: ChainIds, model: SurrogateModel, seed: int = 0) -> Ranking:
     """Highest predicted post-deletion objective deleted first; the importance score is the negated
     prediction (comparable within one chain only)."""

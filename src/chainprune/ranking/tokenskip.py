@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from chainprune.ranking.base import Ranking, order_by_importance
+from chainprune.ranking.base import Ranking, needs, order_by_importance
 from chainprune.types import ChainIds
 
 DEFAULT_CLASSIFIER = "microsoft/llmlingua-2-xlm-roberta-large-meetingbank"
@@ -86,6 +86,7 @@ def spread_to_tokens(token_spans: list[tuple[int, int]], word_probs: list[tuple[
     return scores
 
 
+@needs("token_classifier")
 def tokenskip(ids: ChainIds, model: TokenClassifier, seed: int = 0) -> Ranking:
     """Lowest p(keep) deleted first; the score is p(keep) of the token's word."""
     texts = ids.reasoning_texts

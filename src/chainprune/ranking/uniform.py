@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from chainprune.ranking.base import Ranking
+from chainprune.ranking.base import Ranking, needs
 from chainprune.types import ChainIds
 
 
+@needs(None)
 def uniform(ids: ChainIds, model: Any = None, seed: int = 0) -> Ranking:
     """A seeded random permutation of the reasoning positions (the model is not used)."""
     order = list(range(len(ids.reasoning_ids)))
