@@ -103,7 +103,10 @@ def test_identical_to_single_process_and_longest_first(tmp_path, cluster, model_
     assert len(errors_path(out).read_text().splitlines()) == 1
     by_length = sorted(CHAINS, key=lambda c: -len(c["reasoning"]))
     assert [cid for cid, _ in recorder.sent[:2]] == [c["id"] for c in by_length[:2]]
-    assert len(set(recorder.pids)) == 2 and sorted(recorder.done) == sorted(c["id"] for c in CHAINS)
+    # Every worker that was sent chains was reported started. (Whether the second worker is up before the first
+    # has finished every chain depends on the machine's load, so both are not required to have worked.)
+    assert {pid for _, pid in recorder.sent} <= set(recorder.pids) and 1 <= len(set(recorder.pids)) <= 2
+    assert sorted(recorder.done) == sorted(c["id"] for c in CHAINS)
     assert json.loads((tmp_path / "ray.jsonl.config.json").read_text())["model"] == str(model_dir)
 
 
