@@ -29,7 +29,7 @@ def option_default(command: str, name: str):
 
 
 def test_every_entry_point_defaults_to_the_packed_engine():
-    assert PruneConfig().engine == "packed" and PrunerSpec().engine == "packed"
+    assert PruneConfig().engine == "packed" and PrunerSpec().config.engine == "packed"
     assert inspect.signature(prune_chain).parameters["engine"].default == "packed"
     assert inspect.signature(run_demo).parameters["engine"].default == "packed"
     assert option_default("prune", "engine") == "packed" and option_default("demo", "engine") == "packed"
@@ -42,12 +42,15 @@ def test_batch_chains_needs_no_engine_flag_any_more():
 
 
 def test_experiment_takes_every_pruner_setting_of_prune():
-    """Each PruneConfig field a grid can vary is a PrunerSpec field (dtype and device are the grid's own)."""
+    """Each PruneConfig field a grid can vary is a pruner setting of the YAML (keep, dtype and device are the
+    grid's own), held in the pruner's PruneConfig."""
     per_grid = {"keep", "dtype", "device"}
     prune_fields = {f.name for f in dataclasses.fields(PruneConfig)} - per_grid
-    assert prune_fields <= {f.name for f in dataclasses.fields(PrunerSpec)}
+    with pytest.raises(ValueError, match="unknown setting 'colour'") as error:
+        parse_config({"pruner": {"colour": "red"}})
+    assert set(str(error.value).split("known: ")[1].split(", ")) == prune_fields | {"name", "floor"}
     config = parse_config({"pruner": {"batch_chains": 4, "max_batch_tokens": 2048, "save_scores": True}})
-    pruner = config.pruners[0]
+    pruner = config.pruners[0].config
     assert (pruner.batch_chains, pruner.max_batch_tokens, pruner.save_scores, pruner.surrogate) == (4, 2048, True, None)
 
 
@@ -59,15 +62,16 @@ def test_experiment_checks_pruner_settings_before_any_stage(tmp_path):
 
 
 def test_speed_only_pruner_settings_keep_the_cached_traces():
-    """batch_chains and max_batch_tokens change no trace: they stay out of the traces stage's key, as do the
-    settings added later while at their defaults (so stages cached before they existed stay valid)."""
+    """batch_chains and max_batch_tokens change no trace: they stay out of the traces stage's key, as do
+    margin, surrogate and save_scores at their defaults (keys without them name the same traces)."""
     from chainprune.pipelines.experiment import traces_key
 
     before = {"model": "smollm2-135m", "objective": "joint", "engine": "packed", "per_step": 1, "screen": None,
               "refresh": 10, "lookahead": None}
     assert traces_key(PrunerSpec()) == before
-    assert traces_key(PrunerSpec(batch_chains=8, max_batch_tokens=1024, name="x", floor=0.3)) == before
-    assert traces_key(PrunerSpec(save_scores=True, margin=5.0)) == before | {"save_scores": True, "margin": 5.0}
+    speed_only = PruneConfig(batch_chains=8, max_batch_tokens=1024)
+    assert traces_key(PrunerSpec(name="x", floor=0.3, config=speed_only)) == before
+    assert traces_key(PrunerSpec(config=PruneConfig(save_scores=True, margin=5.0))) == before | {"save_scores": True, "margin": 5.0}
 
 
 @pytest.fixture

@@ -95,6 +95,11 @@ def test_gsm8k_gold_needs_the_final_line():
     assert gold_answer("x\n#### 1,080") == "1080"
 
 
+def test_gsm8k_solution_reasoning_is_the_text_before_the_final_line_without_calculator_notes():
+    record = {"question": "Q?", "answer": "She sold 48/2 = <<48/2=24>>24 clips.\n48+24 = <<48+24=72>>72\n#### 72"}
+    assert gsm8k.solution_reasoning(record) == "She sold 48/2 = 24 clips.\n48+24 = 72"
+
+
 # ---- MATH ----
 
 @pytest.mark.parametrize(
@@ -126,6 +131,13 @@ def test_boxed_contents_balances_braces():
     assert boxed_contents("\\boxed{unclosed") == []
 
 
+def test_math_solution_reasoning_is_the_whole_solution_not_the_answer():
+    solution = "Since $2x = 1$, we divide by 2: $x = \\boxed{\\frac{1}{2}}$."
+    record = {"problem": "Solve 2x = 1.", "answer": "\\frac{1}{2}", "solution": f"  {solution}\n"}
+    assert math500.solution_reasoning(record) == solution
+    assert math500.solution_reasoning({"problem": "p", "answer": "1"}) is None
+
+
 # ---- MMLU-Pro ----
 
 @pytest.mark.parametrize(
@@ -144,6 +156,10 @@ def test_boxed_contents_balances_braces():
 )
 def test_mmlu_pro_grades_letters(response, gold, correct):
     assert mmlu.grade(response, gold).correct is correct
+
+
+def test_mmlu_pro_rows_carry_no_worked_solution():
+    assert mmlu.solution_reasoning is None
 
 
 def test_mmlu_pro_question_lists_options():

@@ -2,8 +2,9 @@
 
 A task is a plain record of a dataset's hub location, how its paper splits are carved, its prompt, and
 four functions (read a raw row, cut a response into reasoning and answer, read the prediction from the
-answer, compare a prediction with the gold). This module knows nothing about models or generation: it turns rows into `Example`s and response
-text into a `Graded` verdict.
+answer, compare a prediction with the gold), plus, for datasets whose rows carry a worked solution, a fifth
+that reads the solution's reasoning. This module knows nothing about models or generation: it turns rows into
+`Example`s and response text into a `Graded` verdict.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Task:
     extract: Callable[[str], str | None]  # answer part -> prediction, or None when there is none
     equivalent: Callable[[str, str], bool]  # (prediction, gold) -> same answer?
     answer_format: str = ""  # the final-answer line the prompt asks for (for docs and messages)
+    # raw row -> the reasoning of its worked solution (None when the row has none); None: rows carry no solutions
+    solution_reasoning: Callable[[dict[str, Any]], str | None] | None = None
 
     def grade(self, response: str, gold: str) -> Graded:
         """Cut `response` into reasoning and answer and judge it; unparsable responses are incorrect."""

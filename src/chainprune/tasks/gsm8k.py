@@ -80,6 +80,14 @@ def split_response(response: str) -> tuple[str, str] | None:
     return split_at_last(response, ANSWER_MARKER) or split_at_boxed_line(response)
 
 
+def solution_reasoning(record: dict[str, Any]) -> str | None:
+    """The worked solution's text before `####`, the `<<...>>` calculator notes stripped."""
+    solution = record.get("answer")
+    if not isinstance(solution, str):
+        return None
+    return re.sub(r"<<[^>]*>>", "", solution.rsplit("####", 1)[0]).strip()
+
+
 def to_example(record: dict[str, Any], origin: str, index: int) -> Example:
     question = require_str(record, "question")
     gold = gold_answer(require_str(record, "answer"))
@@ -99,4 +107,5 @@ TASK = Task(
     extract=extract,
     equivalent=equivalent,
     answer_format="The answer is N.",
+    solution_reasoning=solution_reasoning,
 )

@@ -61,6 +61,13 @@ def equivalent(prediction: str, gold: str) -> bool:
     return squash(prediction) == squash(gold)
 
 
+def solution_reasoning(record: dict[str, Any]) -> str | None:
+    """The whole worked solution (`solution`), its final \\boxed{} answer included: MATH solutions end
+    inside their last sentence, with no separate final-answer line to cut off."""
+    solution = record.get("solution")
+    return solution.strip() if isinstance(solution, str) and solution.strip() else None
+
+
 def to_example(record: dict[str, Any], origin: str, index: int) -> Example:
     problem = require_str(record, "problem")
     if record.get("answer") is not None:
@@ -87,4 +94,5 @@ TASK = Task(
     extract=extract,
     equivalent=equivalent,
     answer_format="The final answer is $\\boxed{ANSWER}$.",
+    solution_reasoning=solution_reasoning,
 )

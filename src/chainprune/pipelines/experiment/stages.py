@@ -1,0 +1,130 @@
+"""The stage cache: each stage's key, its folder `OUT/stages/KIND-KEY/`, and running a stage once.
+
+KEY hashes the stage's inputs: the slice of the config that changes its output and the folder names of the
+stages it reads. The input functions below are the only place a key's contents are written down; the folder
+names of existing runs depend on them byte for byte (`tests/test_experiment_stages.py` pins them). This
+module knows nothing about what a stage computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from chainprune.pipelines.experiment.config import (
+    ExperimentConfig,
+    PrunerSpec,
+    StudentSpec,
+    TeacherSpec,
+    pruner_floor,
+    pruner_settings,
+    teacher_settings,
+)
+
+# Pruner settings that change only speed and memory, not the traces: left out of the traces stage's key.
+SPEED_ONLY = ("max_batch_tokens", "batch_chains")
+# Pruner settings keyed only away from these values: at them a pruner prunes as one keyed without them.
+KEYED_WHEN_SET = {"margin": None, "surrogate": None, "save_scores": False}
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def folder_name(kind: str, inputs: dict[str, Any]) -> str:
+    """KIND-KEY: the stage's folder under `OUT/stages/`."""
+    return f"{kind}-{digest({'kind': kind, **inputs})}"
+
+
+StageCallback = Callable[[str, str, str], None]  # (kind, key, status: run | resume | skip)
+
+
+class Stages:
+    """Runs a stage once: `OUT/stages/KIND-KEY/` with `stage.json` (its inputs) and `done` written last."""
+
+    def __init__(self, root: Path, on_stage: StageCallback | None = None):
+        self.root = Path(root) / "stages"
+        self.on_stage = on_stage or (lambda kind, key, status: None)
+        self.log = Path(root) / "stages.log"
+
+    def run(self, kind: str, inputs: dict[str, Any], work: Callable[[Path], None]) -> Path:
+        folder = self.root / folder_name(kind, inputs)
+        key = folder.name.removeprefix(f"{kind}-")
+        if (folder / "done").exists():
+            self._report(kind, key, "skip")
+            return folder
+        status = "resume" if folder.exists() else "run"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "stage.json").write_text(json.dumps({"kind": kind, "inputs": inputs}, indent=2, default=str) + "\n")
+        self._report(kind, key, status)
+        work(folder)
+        (folder / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+        return folder
+
+    def _report(self, kind: str, key: str, status: str) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {status} {kind}-{key}\n")
+        self.on_stage(kind, key, status)
+
+
+# ---- stage inputs: `folder` arguments are the folder names (KIND-KEY) of the stages read ----
+
+
+def traces_key(pruner: PrunerSpec) -> dict[str, Any]:
+    """The pruner settings that key its traces stage: those that change traces (the floor is keyed apart)."""
+    return {k: v for k, v in pruner_settings(pruner).items()
+            if k not in SPEED_ONLY and not (k in KEYED_WHEN_SET and v == KEYED_WHEN_SET[k])}
+
+
+def data_inputs(config: ExperimentConfig) -> dict[str, Any]:
+    data_file = config.data.data_file
+    return {"dataset": config.dataset, "data": asdict(config.data), "data_file": data_file,
+            "data_file_sha": file_digest(Path(data_file)) if data_file else None}
+
+
+def chains_inputs(data: str, teacher: TeacherSpec, config: ExperimentConfig) -> dict[str, Any]:
+    return {"data": data, "teacher": teacher_settings(teacher), "dtype": config.dtype}
+
+
+def traces_inputs(chains: str, pruner: PrunerSpec, config: ExperimentConfig) -> dict[str, Any]:
+    return {"chains": chains, "pruner": traces_key(pruner), "floor": pruner_floor(pruner, config.keep),
+            "dtype": config.dtype}
+
+
+def pruned_inputs(chains: str, traces: str | None, pruner: PrunerSpec, student: StudentSpec, method: str,
+                  keep: float, config: ExperimentConfig) -> dict[str, Any]:
+    """Greedy sets are keyed by their traces, uniform ones by the ranker's seed."""
+    inputs = {"chains": chains, "pruner": traces_key(pruner), "method": method, "keep": keep,
+              "student_tokenizer": student.model, "dtype": config.dtype}
+    if method == "greedy":
+        inputs["traces"] = traces
+    elif method == "uniform":
+        inputs["seed"] = config.seed
+    return inputs
+
+
+def student_inputs(pruned: str, student: StudentSpec, data: str, config: ExperimentConfig) -> dict[str, Any]:
+    return {"pruned": pruned, "student": student.model, "sft": asdict(student.sft), "dev": data,
+            "eval": asdict(config.eval), "dtype": config.dtype}
+
+
+def eval_inputs(student: str, data: str, config: ExperimentConfig) -> dict[str, Any]:
+    return {"student": student, "test": data, "eval": asdict(config.eval)}
+
+
+def zeroshot_inputs(student: StudentSpec, data: str, config: ExperimentConfig) -> dict[str, Any]:
+    return {"student": student.model, "test": data, "eval": asdict(config.eval), "dtype": config.dtype}
