@@ -12,6 +12,7 @@ from chainprune.cli.common import (
     DtypeOption,
     Objective,
     Overwrite,
+    Traces,
     add_commands,
     choice,
     err_console,
@@ -31,7 +32,7 @@ Output = Annotated[Path, out_option("Output prefix: writes OUT.csv, OUT.png, OUT
 
 
 def annotate(
-    traces: Annotated[Path, typer.Argument(help="Traces JSONL (from `chainprune prune`).")],
+    traces: Traces,
     out: Annotated[Path, out_option("Traces JSONL to write, with a `category` on every token.")],
     annotator: Annotated[AnnotatorName, typer.Option(help="rules: offline word-level heuristics (deterministic). llm: the App. D.1 definitions as a prompt to an OpenAI-compatible endpoint (JSON schema, validated, retried, cached).")] = "rules",
     base_url: Annotated[str | None, typer.Option(help=LLM_HELP + "endpoint, e.g. http://localhost:8000/v1 (default: the openai package's, or OPENAI_BASE_URL).")] = None,

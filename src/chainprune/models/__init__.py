@@ -86,7 +86,8 @@ def is_offline_name(name: str) -> bool:
 
 def model_source(name_or_path: str | Path, store_dtype: str | None = None) -> str:
     """What `from_pretrained` should read for a model name: an offline name or a `.gguf` file becomes its
-    converted folder (converting on first use); a folder or hub id stays as given."""
+    converted folder (converting on first use); a folder or hub id stays as given. ValueError for an empty name,
+    a local path that does not exist, or a name that cannot be a hub id."""
     from chainprune.models import offline
 
     name = str(name_or_path)
@@ -114,7 +115,7 @@ def check_hub_id(name: str) -> None:
     """ValueError for a model name that is no offline name, no local file or folder, and cannot be a hub id."""
     from chainprune.models.offline import MODELS
 
-    if name.startswith(("/", ".", "~")) or "\\" in name or not HUB_ID.fullmatch(name):
+    if not HUB_ID.fullmatch(name):
         looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1
         problem = "no such file or folder" if looks_local else "neither a local file or folder nor a hub id"
         raise ValueError(f"model {name!r}: {problem} (offline names: {', '.join(MODELS)})")

@@ -188,7 +188,8 @@ class EvalGrid:
     config: EvalConfig
     data_files: dict[str, Path] = field(default_factory=dict)  # dataset -> its local file
     summaries: dict[tuple[str, str], EvalSummary] = field(default_factory=dict)
-    _loaded: tuple[str, Generator] | None = None  # the current model's generator, dropped for the next model
+    # the current model's generator, dropped for the next model
+    _loaded: tuple[str, Generator] | None = field(default=None, init=False, repr=False)
 
     def cells(self) -> list[tuple[str, str]]:
         return [(model, dataset) for model in self.models for dataset in self.datasets]
