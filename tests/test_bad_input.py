@@ -84,7 +84,11 @@ CASES = [
     *[(args, "bad.jsonl") for args in trace_readers("{dir}/bad.jsonl")
       if whole_file_reader(args)],
     (["experiment", "{dir}/text.txt"], "not an experiment config"),
+    (["analyze", "surrogate", "--train", "{dir}/missing.jsonl", "--test", "{dir}/chains.jsonl", "-o", "{out}/s"],
+     "missing.jsonl"),
     (["models", "convert", "{dir}/text.txt"], "not a GGUF file"),
+    (["models", "convert", "{dir}"], "not a .gguf file"),
+    *[([*command, "{dir}"], "directory") for command in (["show"], ["lengths"], ["annotate", "-o", "{out}/a.jsonl"], ["view"], ["experiment"])],
     (["models", "fetch", "no-such-model"], "unknown name"),
     (["demo", "--out-dir", "{dir}/text.txt"], "text.txt"),
     *[(args, "empty") for args in model_users("")],

@@ -151,8 +151,11 @@ def surrogate(
     deleting the token; reports held-out Pearson per chain. Use the saved file with `prune --surrogate`."""
     from chainprune.models import load_model
     from chainprune.pipelines.analyze import run_surrogate
+    from chainprune.run import require_input
 
     try:
+        for path in (train, test):  # before the models load
+            require_input(path)
         attention_model = load_model(model, dtype=dtype.value, device=device.value)
         scorer = attention_model if pruner in (None, model) else load_model(pruner, dtype=dtype.value, device=device.value)
         result = run_surrogate(train, test, out, attention_model.model, scorer, objective.value, hidden, epochs, seed,

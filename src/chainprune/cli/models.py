@@ -99,6 +99,8 @@ def convert(
     from chainprune.models import model_source
 
     try:
+        if gguf.is_dir():
+            raise ValueError(f"{gguf} is a folder, not a .gguf file")
         out_console.print(model_source(gguf, store_dtype.value))
     except (ValueError, OSError) as e:
         err_console.print(f"[red]{escape(str(e))}[/red]")
