@@ -76,7 +76,7 @@ def whole_file_reader(args: list[str]) -> bool:
 CASES = [
     *[(args, "missing.jsonl") for args in trace_readers("{dir}/missing.jsonl") + data_readers("{dir}/missing.jsonl")],
     *[(args, "empty.jsonl") for args in trace_readers("{dir}/empty.jsonl") + data_readers("{dir}/empty.jsonl")
-      if args[0] not in ("compare", "view", "distill", "experiment", "models")],  # these say it their own way
+      if args[0] not in ("compare", "view", "experiment", "models")],  # these say it their own way
     *[(args, "chains.jsonl") for args in trace_readers("{dir}/chains.jsonl")
       if whole_file_reader(args)],
     *[(args, "text.txt") for args in trace_readers("{dir}/text.txt")
