@@ -9,11 +9,10 @@ import chainprune
 PACKAGE = Path(chainprune.__file__).parent
 FLOORS = {
     "cli": 4,
-    "cli_models": 4,
     "pipelines": 3,
     "report": 2,
     **dict.fromkeys(["chains", "scoring", "pruning", "ranking", "analysis", "generation", "training", "tasks", "units"], 2),
-    **dict.fromkeys(["models", "data", "types", "keep", "run"], 1),
+    **dict.fromkeys(["models", "data", "types", "keep", "run", "choices"], 1),
 }
 CORE = {name for name, floor in FLOORS.items() if floor == 2 and name != "report"}
 

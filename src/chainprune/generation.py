@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import torch
 
+from chainprune import choices
 from chainprune.chains import chat_messages
 from chainprune.models import LoadedModel, load_model
 from chainprune.scoring.logprobs import _cache_argument
@@ -210,7 +211,7 @@ class VLLMGenerator:
         ]
 
 
-BACKENDS = ("transformers", "vllm")
+BACKENDS = choices.BACKENDS
 
 
 def make_generator(model: str, backend: str = "transformers", dtype: str = "auto", device: str = "auto",

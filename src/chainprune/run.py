@@ -76,6 +76,8 @@ class DistributedSummary(PruneSummary):
 def require_input(path: Path, what: str = "input file") -> None:
     if not Path(path).exists():
         raise ValueError(f"{what} {path} does not exist")
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise ValueError(f"{what} {path} is empty")
 
 
 @dataclass

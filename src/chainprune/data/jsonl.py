@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chainprune.types import Chain
+from chainprune.types import Chain, Trace
 
 T = TypeVar("T")
 
@@ -153,9 +153,24 @@ class JsonlAppender:
         self.close()
 
 
-def read_traces(path: Path) -> Iterator[dict[str, Any]]:
-    for _, line in read_lines(path):
-        yield json.loads(line)
+# every field a `Trace` needs; readers of only some of them ask for fewer
+TRACE_FIELDS = tuple(f.name for f in fields(Trace) if f.default is MISSING and f.default_factory is MISSING)
+
+
+def read_traces(path: Path, required: Sequence[str] = ("id", "deletion_order", "pruned")) -> Iterator[dict[str, Any]]:
+    """The records of a traces file (from `chainprune prune`; also trace-like records of `baseline` and `match`),
+    each checked to hold the `required` fields: ValueError naming the file and line of the first that does not
+    (invalid JSON; chains or other records)."""
+    for number, line in read_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
+        missing = [name for name in required if name not in record] if isinstance(record, dict) else required
+        if missing:
+            raise ValueError(f"{path}, line {number}: not a trace of `chainprune prune` "
+                             f"(no {', '.join(missing)})")
+        yield record
 
 
 def config_path(out: Path) -> Path:

@@ -10,20 +10,17 @@ takes; every loader goes through it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-DEFAULT_MODEL = "smollm2-135m"
-DTYPES = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-DEVICES = ("auto", "cpu", "cuda")
+from chainprune.choices import DEFAULT_MODEL, DEVICES
+from chainprune.choices import DTYPES as _DTYPE_NAMES
+
+DTYPES = {name: getattr(torch, name) for name in _DTYPE_NAMES}
 
 
 @dataclass
@@ -89,10 +86,13 @@ def is_offline_name(name: str) -> bool:
 
 def model_source(name_or_path: str | Path, store_dtype: str | None = None) -> str:
     """What `from_pretrained` should read for a model name: an offline name or a `.gguf` file becomes its
-    converted folder (converting on first use); a folder or hub id stays as given."""
+    converted folder (converting on first use); a folder or hub id stays as given. ValueError for an empty name,
+    a local path that does not exist, or a name that cannot be a hub id."""
     from chainprune.models import offline
 
     name = str(name_or_path)
+    if not name.strip():
+        raise ValueError("the model name is empty")
     store = store_dtype or default_store_dtype()
     if name in offline.MODELS:
         return str(offline.named_model_dir(name, store))
@@ -102,7 +102,23 @@ def model_source(name_or_path: str | Path, store_dtype: str | None = None) -> st
 
         check_gguf(path)
         return str(convert(path, offline.gguf_dir(path, store), store, name=path.stem))
+    if not path.is_dir():
+        check_hub_id(name)
     return name
+
+
+# a hub id: "name" or "namespace/name", letters, digits, '-', '_' and '.'; not a path
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+
+
+def check_hub_id(name: str) -> None:
+    """ValueError for a model name that is no offline name, no local file or folder, and cannot be a hub id."""
+    from chainprune.models.offline import MODELS
+
+    if not HUB_ID.fullmatch(name):
+        looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1
+        problem = "no such file or folder" if looks_local else "neither a local file or folder nor a hub id"
+        raise ValueError(f"model {name!r}: {problem} (offline names: {', '.join(MODELS)})")
 
 
 def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
@@ -124,12 +140,17 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str = "auto", device: s
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     path = model_source(name_or_path, default_store_dtype(torch_dtype))
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:  # a folder without a model, a hub id not there (or not reachable offline)
+        raise ValueError(f"cannot load model {str(name_or_path)!r}: {e}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{name_or_path}: chainprune needs a fast tokenizer (token offsets split the chain)")
     hf_logging.disable_progress_bar()  # chainprune draws its own progress; a weights bar per load is noise
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except OSError as e:
+        raise ValueError(f"cannot load model {str(name_or_path)!r}: {e}") from None
     finally:
         hf_logging.enable_progress_bar()
     model.to(torch_device).eval()

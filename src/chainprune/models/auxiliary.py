@@ -16,14 +16,16 @@ def load_tokenizer(name_or_path: str) -> Any:
     `tokenizer.json` file, or a hub id."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from chainprune.models.offline import TOKENIZERS, named_tokenizer_dir
+    from chainprune.models.offline import TOKENIZERS, NotFetched, named_tokenizer_dir
 
     path = Path(name_or_path)
     if path.is_file() and path.suffix == ".json":
         return PreTrainedTokenizerFast(tokenizer_file=str(path))
-    source = str(named_tokenizer_dir(name_or_path)) if name_or_path in TOKENIZERS else model_source(name_or_path)
+    source = str(named_tokenizer_dir(name_or_path)) if name_or_path in TOKENIZERS else None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source or model_source(name_or_path))
+    except NotFetched:
+        raise
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot load a tokenizer from {name_or_path!r}: {e}") from None
     if not getattr(tokenizer, "is_fast", False):

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
+from chainprune import choices
+
 GGUF_MAGIC = b"GGUF"
-STORE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+STORE_DTYPES = {name: getattr(torch, name) for name in choices.STORE_DTYPES}
 SOURCE_FILE = "chainprune-source.json"  # what a converted folder was made from, written last
 
 

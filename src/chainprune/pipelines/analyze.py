@@ -189,6 +189,29 @@ def run_retention(
     return RetentionResult(rows, files, failures)
 
 
+def ranker_model(rankers: Sequence[str], model: str) -> Any:
+    """The causal LM that `run_retention`'s rankers run (float32), or None when only `uniform` is asked for."""
+    if all(ranker == "uniform" for ranker in rankers):
+        return None
+    from chainprune.models import load_model
+
+    return load_model(model, dtype="float32", device="auto").model
+
+
+def retention_pivot(rows: Sequence[dict[str, Any]]) -> tuple[list[float], list[tuple[str, str, list[float | None]]]]:
+    """`RetentionResult.rows` as a table: the keep fractions (largest first) and, per (label, category) with any
+    tokens, its retention at each of them (None where it has none)."""
+    keeps = sorted({r["keep"] for r in rows}, reverse=True)
+    by = {(r["label"], r["category"], r["keep"]): r["retention"] for r in rows}
+    table = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        for category in dict.fromkeys(r["category"] for r in rows):
+            values = [by.get((label, category, k), "") for k in keeps]
+            if any(v != "" for v in values):
+                table.append((label, category, [None if v == "" else v for v in values]))
+    return keeps, table
+
+
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     with Path(path).open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
@@ -282,6 +305,7 @@ def run_judge(
 
     keeps = normalize_keep_fractions(keeps)
     traces, out = Path(traces), Path(out)
+    require_input(traces, "traces file")
     output = open_output(out, resume, overwrite)
     questions = {c.id: c.question for _, c in read_chains(chains)[0]} if chains else {}
     records, failures = read_trace_records(traces, ("id", "tokens", "deletion_order"))

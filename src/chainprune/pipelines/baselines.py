@@ -20,7 +20,7 @@ from statistics import mean
 from typing import Any
 
 from chainprune.chains import ChainError, tokenize_chain
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, read_traces
 from chainprune.keep import keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
 from chainprune.ranking import (
@@ -339,8 +339,8 @@ def length_table(paths: Sequence[Path], ids: set[str] | None = None) -> list[Len
     (only those whose id is in `ids`, when given)."""
     groups: dict[tuple[str, float], list[tuple[float, float, bool]]] = {}
     for path in paths:
-        for _, line in read_lines(Path(path)):
-            record = json.loads(line)
+        require_input(path)
+        for record in read_traces(Path(path), ("id", "reasoning_ids", "pruned")):
             if ids is not None and str(record["id"]) not in ids:
                 continue
             n = len(record["reasoning_ids"])
@@ -351,6 +351,8 @@ def length_table(paths: Sequence[Path], ids: set[str] | None = None) -> list[Len
                 groups.setdefault((record.get("method", "greedy"), float(key)), []).append(
                     (pruned["student_fraction"], pruner_fraction, bool(pruned.get("order_exhausted")))
                 )
+    if not groups and ids is None:
+        raise ValueError(f"no records in {', '.join(map(str, paths))}")
     rows = []
     for (method, keep), values in sorted(groups.items(), key=lambda g: (-g[0][1], g[0][0])):
         fractions = [v[0] for v in values]

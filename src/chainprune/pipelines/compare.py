@@ -34,10 +34,13 @@ class Comparison:
         return asdict(self)
 
 
+COMPARED_FIELDS = ("id", "reasoning_ids", "deletion_order", "objective_values", "pruned")
+
+
 def compare_traces(exact_path: Path, approx_path: Path) -> Comparison:
     """Match traces by id and measure, at each keep fraction both pruned to, how far `approx` is from `exact`."""
-    exact = {str(t["id"]): t for t in read_traces(exact_path)}
-    approx = {str(t["id"]): t for t in read_traces(approx_path)}
+    exact = {str(t["id"]): t for t in read_traces(exact_path, COMPARED_FIELDS)}
+    approx = {str(t["id"]): t for t in read_traces(approx_path, COMPARED_FIELDS)}
     common = [i for i in exact if i in approx]
     if not common:
         raise ValueError(f"{exact_path} and {approx_path} share no ids")

@@ -21,6 +21,7 @@ from typing import Any
 
 from chainprune.data.jsonl import RecordError, check_resume_settings, config_path, read_chains, read_valid, save_settings
 from chainprune.keep import check_keep_fraction, keep_key
+from chainprune.run import require_input
 from chainprune.training.sft import SFTSettings
 
 # Checkpoint files a chosen student does not need (the trainer's state for resuming).
@@ -201,8 +202,8 @@ def run_distill(
     require_train_extra()
     out_dir, chains_path = Path(out_dir), Path(chains_path)
     for path in (chains_path, train_path):
-        if path is not None and not Path(path).exists():
-            raise ValueError(f"input file {path} does not exist")
+        if path is not None:
+            require_input(path)
     say = log or (lambda message: None)
     settings_file = out_dir / "distill"
     started = time.perf_counter()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines
+from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, refuse_existing
 from chainprune.generation import Generator, Sampling, derive_seed, make_generator
 from chainprune.run import open_output
 from chainprune.tasks import Example, Task, get_task, load_examples
@@ -174,3 +174,55 @@ def run_evaluate(
     summary.seconds = time.perf_counter() - started
     summary.failures, summary.warnings = failures, output.warnings
     return summary
+
+
+@dataclass
+class EvalGrid:
+    """Every model x dataset of one `chainprune evaluate`: outputs under `out_dir`, one model load per model for
+    all its datasets, the summaries as cells finish. `config` holds the settings every cell shares; its model,
+    dataset and data file are set per cell."""
+
+    out_dir: Path
+    models: Sequence[str]
+    datasets: Sequence[str]
+    config: EvalConfig
+    data_files: dict[str, Path] = field(default_factory=dict)  # dataset -> its local file
+    summaries: dict[tuple[str, str], EvalSummary] = field(default_factory=dict)
+    # the current model's generator, dropped for the next model
+    _loaded: tuple[str, Generator] | None = field(default=None, init=False, repr=False)
+
+    def cells(self) -> list[tuple[str, str]]:
+        return [(model, dataset) for model in self.models for dataset in self.datasets]
+
+    def output(self, model: str, dataset: str) -> Path:
+        return output_path(self.out_dir, model, dataset, self.config.split)
+
+    def run(self, model: str, dataset: str, resume: bool = False, overwrite: bool = False,
+            progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None) -> EvalSummary:
+        """Evaluate one cell. Raises ValueError naming the cell for unusable settings, files or models."""
+        file = self.data_files.get(dataset)
+        config = replace(self.config, model=model, dataset=dataset, data_file=str(file) if file else None)
+        out = self.output(model, dataset)
+        try:
+            refuse_existing(out, resume, overwrite)  # before the model loads
+            if self._loaded is None or self._loaded[0] != model:
+                self._loaded = None
+                self._loaded = (model, make_generator(model, config.backend, config.dtype, config.device,
+                                                      config.batch_size))
+            summary = run_evaluate(out, config, resume=resume, overwrite=overwrite, generator=self._loaded[1],
+                                   progress=progress, log=log)
+        except (ValueError, RuntimeError, OSError) as e:
+            raise ValueError(f"{model} on {dataset}: {e}") from e
+        self.summaries[(model, dataset)] = summary
+        return summary
+
+    @property
+    def failed(self) -> bool:
+        return any(summary.failures for summary in self.summaries.values())
+
+    def write_summary(self) -> Path:
+        """OUT_DIR/summary.json: every cell's summary."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / "summary.json"
+        path.write_text(json.dumps([s.to_json() for s in self.summaries.values()], indent=2) + "\n")
+        return path

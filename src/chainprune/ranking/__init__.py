@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from chainprune.choices import DEFAULT_CLASSIFIER
 from chainprune.ranking.base import Ranking, order_by_importance
 from chainprune.ranking.greedy import greedy, greedy_from_trace
 from chainprune.ranking.h2o import h2o
 from chainprune.ranking.surprisal import surprisal
 from chainprune.ranking.surrogate import SurrogateModel, surrogate
-from chainprune.ranking.tokenskip import DEFAULT_CLASSIFIER, TokenClassifier, tokenskip
+from chainprune.ranking.tokenskip import TokenClassifier, tokenskip
 from chainprune.ranking.uniform import uniform
 from chainprune.types import ChainIds
 

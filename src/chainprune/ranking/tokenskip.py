@@ -23,7 +23,6 @@ import torch
 from chainprune.ranking.base import Ranking, needs, order_by_importance
 from chainprune.types import ChainIds
 
-DEFAULT_CLASSIFIER = "microsoft/llmlingua-2-xlm-roberta-large-meetingbank"
 KEEP_LABEL = 1  # LLMLingua-2's label for "preserve this token"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chainprune.choices import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.scoring.engine import Engine
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.naive import NAIVE
@@ -22,7 +23,6 @@ ENGINES: dict[str, Engine] = {
     "packed": PACKED,
     "naive": NAIVE,
 }
-DEFAULT_MAX_BATCH_TOKENS = 8192
 
 
 def get_engine(name: str | Engine) -> Engine:

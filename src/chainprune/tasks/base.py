@@ -256,6 +256,8 @@ def load_examples(
             known = ", ".join([*task.splits, "all"])
             raise ValueError(f"unknown split {split!r} for {task.name}; choose one of {known}")
         rows = list(read_rows(data_file) if data_file is not None else hub_rows(task.hub_path, task.hub_config, origin))
+        if data_file is not None and not rows:
+            raise ValueError(f"data file {data_file} holds no records")
     if carve is not None:
         keep = set(carve_indices(len(rows), carve, seed)[split])
         rows = [row for row in rows if row.index in keep]

