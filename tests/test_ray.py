@@ -159,7 +159,7 @@ def test_driver_killed_mid_run_then_resumed_after_a_torn_write(tmp_path, cluster
             "--dtype", "float64", "--device", "cpu", "--keep", "0.8", "--keep", "0.5",
             "--ray", "--ray-address", cluster, "--workers", "2"]
     driver = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 240  # a loaded machine takes over 90 s to start two workers and prune 2 chains
     while time.monotonic() < deadline and driver.poll() is None:
         if out.exists() and out.read_bytes().count(b"\n") >= 2:
             break
