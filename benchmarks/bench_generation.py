@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -40,7 +41,7 @@ def main() -> None:
     from chainprune.models import load_model
     from chainprune.tasks import get_task
 
-    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     loaded = load_model(args.model, dtype="float32", device="cpu")
     tokenizer, model = loaded.tokenizer, loaded.model
     task = get_task("gsm8k")

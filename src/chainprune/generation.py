@@ -18,7 +18,7 @@ import torch
 from chainprune import choices
 from chainprune.chains import chat_messages
 from chainprune.models import LoadedModel, load_model
-from chainprune.scoring.logprobs import _cache_argument
+from chainprune.scoring.logprobs import cache_argument
 
 Messages = list[dict[str, str]]
 
@@ -149,7 +149,7 @@ def decode(model: Any, prompts: Sequence[Sequence[int]], sampling: Sampling, see
     mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
-    cache_arg = {_cache_argument(type(model)): cache}  # `cache` since transformers 5.x, `past_key_values` before
+    cache_arg = {cache_argument(type(model)): cache}  # `cache` since transformers 5.x, `past_key_values` before
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
                    logits_to_keep=1, **cache_arg).logits[:, -1]
     if n > 1:

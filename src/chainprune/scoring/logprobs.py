@@ -43,7 +43,7 @@ def run_decoder(model: Any, cache: Any = None, **inputs: Any) -> Any:
     takes is used."""
     body = decoder(model)
     if cache is not None:
-        inputs[_cache_argument(type(body))] = cache
+        inputs[cache_argument(type(body))] = cache
     return body(**inputs)
 
 
@@ -54,7 +54,7 @@ def output_cache(out: Any) -> Any:
 
 
 @functools.cache
-def _cache_argument(body_type: type) -> str:
+def cache_argument(body_type: type) -> str:
     return "cache" if "cache" in inspect.signature(body_type.forward).parameters else "past_key_values"
 
 
