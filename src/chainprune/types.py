@@ -73,11 +73,19 @@ class Trace:
     dtype: str = "float32"
     token_forwards: int = 0
     mode: dict[str, Any] | None = None  # set only by approximate modes
+    # Deletion by larger units (`chainprune.units`): "word" or "sentence", and each unit's token span [start,
+    # end) in reasoning order. Then `deletion_order` lists a unit's tokens together (in position order), the
+    # tokens of a unit share their `deleted_step`, and `objective_values[s]` follows s unit deletions.
+    # Both are left out of the JSON for token traces (the paper's).
+    unit: str = "token"
+    units: list[list[int]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
         if record["mode"] is None:
             del record["mode"]
+        if record["unit"] == "token":
+            del record["unit"], record["units"]
         for token in record["tokens"]:
             if token["category"] is None:
                 del token["category"]
@@ -120,16 +128,47 @@ class Trace:
         """The smallest keep fraction the trace was pruned to (1.0 when none)."""
         return min((float(k) for k in self.pruned or {}), default=1.0)
 
+    def step_sizes(self) -> list[int]:
+        """Tokens deleted at each step, in order: all 1 for a token trace; a unit's length for a unit trace."""
+        if self.unit == "token":
+            return [1] * len(self.deletion_order)
+        sizes: dict[int, int] = {}
+        for token in self.tokens:
+            if token.deleted_step is not None:
+                sizes[token.deleted_step] = sizes.get(token.deleted_step, 0) + 1
+        return [sizes[step] for step in sorted(sizes)]
+
+    def deletions_at(self, keep_fraction: float) -> int:
+        """How many of `deletion_order`'s tokens are deleted at `keep_fraction`: n - floor(n r) for a token trace;
+        for a unit trace, the fewest whole unit deletions that leave at most floor(n r) tokens."""
+        n = len(self.reasoning_ids if self.reasoning_ids is not None else self.tokens)
+        need = deletions_for(n, keep_fraction)
+        if self.unit == "token":
+            return need
+        return units_covering(self.step_sizes(), need)
+
     def kept_positions(self, keep_fraction: float) -> list[int]:
         """Reasoning positions still present at `keep_fraction` (must be one the trace was pruned to or above)."""
         n = len(self.reasoning_ids)
-        deleted = set(self.deletion_order[: deletions_for(n, keep_fraction)])
+        deleted = set(self.deletion_order[: self.deletions_at(keep_fraction)])
         return [i for i in range(n) if i not in deleted]
 
     def kept_text(self, keep_fraction: float) -> str:
         """The reasoning kept at `keep_fraction`, joined from the tokens' texts (any keep the trace reaches)."""
-        gone = set(self.deletion_order[: deletions_for(len(self.tokens), keep_fraction)])
+        gone = set(self.deletion_order[: self.deletions_at(keep_fraction)])
         return "".join(t.text for t in self.tokens if t.position not in gone)
+
+
+def units_covering(step_sizes: list[int], need: int) -> int:
+    """Tokens deleted by the fewest leading steps (of `step_sizes` tokens each) that delete at least `need`."""
+    done = 0
+    for size in step_sizes:
+        if done >= need:
+            break
+        done += size
+    if done < need:
+        raise ValueError(f"the trace deletes {done} tokens, fewer than the {need} asked for")
+    return done
 
 
 @dataclass
