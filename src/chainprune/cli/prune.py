@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from chainprune.choices import DEFAULT_MAX_BATCH_TOKENS
+from chainprune.units import UNITS
 from chainprune.cli.common import (
     MODEL_NAMES_HELP,
     Chains,
@@ -23,7 +24,10 @@ from chainprune.cli.common import (
     keep_option,
     out_console,
     out_option,
+    choice,
 )
+
+UnitName = choice("UnitName", UNITS)
 
 
 def prune(
@@ -42,6 +46,7 @@ def prune(
     lookahead: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE, with --screen M: every pass, estimate all candidates from the W tokens after each deletion and re-score exactly the M best estimates (replaces stale scores and --refresh).")] = None,
     margin: Annotated[float | None, typer.Option(min=0, help="APPROXIMATE, with --screen M --lookahead W: also re-score the last pass's two runners-up; then, while other candidates' estimates are within MARGIN nats of the best exact score found, widen their windows fourfold (resuming what was computed) until they span the chain and are scored exactly (README, Which mode: the measured trade-off).")] = None,
     batch_chains: Annotated[int, typer.Option(min=1, help="With --engine packed (the default): prune K chains at once, their packed forwards run as one (larger forwards use the CPU/GPU better; same results to rounding). Memory for kept suffixes is shared among them. Not with --ray.")] = 1,
+    unit: Annotated[UnitName, typer.Option(help="What one greedy step deletes: token (the paper's), word (whitespace-delimited, punctuation attached; numbers and equation operators stand alone, a number is never split) or sentence (ends at . ? ! or a newline, not inside 3.5). Exact with every engine; --keep still counts tokens: the first unit state at or below floor(n r) tokens (README, Units).")] = "token",
     resume: Resume = False,
     overwrite: Overwrite = False,
     save_scores: Annotated[bool, typer.Option("--save-scores", help="Also save every scoring pass's candidate objectives beside --out, in its name + .scores.jsonl (traces.jsonl -> traces.jsonl.scores.jsonl; for `chainprune analyze dynamics`). Traces are unchanged.")] = False,
@@ -74,6 +79,7 @@ def prune(
         save_scores=save_scores,
         surrogate=str(surrogate) if surrogate else None,
         batch_chains=batch_chains,
+        unit=unit.value,
     )
     if ray or ray_address is not None or workers is not None:
         if batch_chains > 1:

@@ -30,6 +30,7 @@ from chainprune.run import PruneSummary, Reporter, errors_path, open_output, req
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
 from chainprune.scoring.together import run_together
 from chainprune.types import Chain, Trace
+from chainprune.units import UNITS
 
 
 @dataclass
@@ -49,12 +50,13 @@ class PruneConfig:
     save_scores: bool = False  # also write every scoring pass's candidate scores to <out>.scores.jsonl
     surrogate: str | None = None  # with screen: an attention surrogate (analyze surrogate) picks the candidates
     batch_chains: int = 1  # with engine packed: prune this many chains at once, their packed forwards run as one
+    unit: str = "token"  # what one greedy step deletes: a token, a word or a sentence (chainprune.units)
 
     # Settings that change the traces: a resumed run must agree on these.
     # The dtype is compared as resolved (`auto` is bfloat16 on CUDA, float32 on CPU), so a run started on a CPU
     # and resumed on a GPU cannot mix float32 and bfloat16 traces in one file.
     RESULT_FIELDS = ("model", "objective", "keep", "engine", "resolved_dtype", "per_step", "screen", "refresh",
-                     "lookahead", "margin", "surrogate")
+                     "lookahead", "margin", "surrogate", "unit")
 
     def settings(self) -> dict:
         """What is saved beside the output: every field, plus `resolved_dtype` (what `dtype` means on `device`;
@@ -82,6 +84,11 @@ class PruneConfig:
             raise ValueError(f"batch_chains runs the packed forwards of several chains as one: it needs --engine "
                              f"{' or '.join(engines_that('runs_packs'))} (got {self.engine})")
         self.approximation  # validates per_step, screen, refresh, lookahead and margin
+        if self.unit not in UNITS:
+            raise ValueError(f"unknown unit {self.unit!r}; choose one of {', '.join(UNITS)}")
+        if self.unit != "token" and (self.surrogate is not None or self.save_scores):
+            raise ValueError(f"--unit {self.unit} deletes several tokens a step; --surrogate and --save-scores work "
+                             "with single tokens only (--unit token)")
         if self.surrogate is not None:
             if self.screen is None:
                 raise ValueError("a surrogate guides screening: pass --screen M with --surrogate")
@@ -237,6 +244,7 @@ def prune_one(
             approximation=config.approximation,
             on_scores=recorder.observe if recorder is not None else None,
             screener=screener,
+            unit=config.unit,
         )
         if config.surrogate is not None:
             trace.mode = dict(trace.mode or {}, surrogate=Path(config.surrogate).name)

@@ -8,13 +8,14 @@ from typing import Any
 import torch
 
 from chainprune.chains import ChainError, tokenize_chain
-from chainprune.keep import deletions_for, keep_key, kept_count, normalize_keep_fractions
+from chainprune.keep import deletions_for, keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, Engine, ForwardStats, default_estimator, get_engine, together
 from chainprune.scoring.chain_state import BestContinuation, CurrentChain, forward_current
 from chainprune.scoring.objectives import objective_start, sequence_objectives
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
+from chainprune.units import unit_spans
 
 
 class ChainScorer:
@@ -35,7 +36,7 @@ class ChainScorer:
 
     def __init__(
         self, model: Any, ids: ChainIds, objective: str, engine: str | Engine, max_batch_tokens: int,
-        estimator: str | Engine | None = None,
+        estimator: str | Engine | None = None, units: Sequence[tuple[int, int]] | None = None,
     ):
         objective_start(1, 0, objective)  # validates the objective name early
         self.model, self.ids, self.objective_name = model, ids, objective
@@ -43,21 +44,41 @@ class ChainScorer:
         self.estimator = get_engine(estimator) if estimator is not None else default_estimator(self.engine)
         self.max_batch_tokens = max_batch_tokens
         self.stats = ForwardStats()
-        self._current: tuple[tuple[int, ...], CurrentChain] | None = None  # the last forward, and its chain
+        # the deletion candidates: [start, end) spans of reasoning tokens (one per token unless units are given)
+        self.units = [(i, i + 1) for i in range(len(ids.reasoning_ids))] if units is None else [tuple(u) for u in units]
+        self._current: tuple[tuple[int, ...], CurrentChain, list[tuple[int, int]]] | None = None  # the last
+        # forward: its reasoning tokens, its chain, and its candidates' spans in it
         self._best = BestContinuation()  # the best candidate scored on that chain, and what scoring it computed
         # what scoring on that chain computed of each candidate's suffix, which later calls resume from: kept by
         # an engine that keeps suffixes when a whole pass's suffixes fit in `suffix_budget`, and always once
         # estimates are asked for
         self._partials: dict[int, Any] | None = None
 
+    def _tokens(self, remaining: Sequence[int]) -> list[int]:
+        """The reasoning tokens of the remaining units, in order."""
+        return [i for unit in remaining for i in range(*self.units[unit])]
+
+    def _spans(self, remaining: Sequence[int]) -> list[tuple[int, int]]:
+        """Each remaining unit's span in the chain they leave."""
+        spans, at = [], 0
+        for unit in remaining:
+            a, b = self.units[unit]
+            spans.append((at, at + b - a))
+            at += b - a
+        return spans
+
     def _at(self, remaining: Sequence[int]) -> ChainIds:
-        reasoning = [self.ids.reasoning_ids[i] for i in remaining]
+        reasoning = [self.ids.reasoning_ids[i] for i in self._tokens(remaining)]
         return ChainIds(self.ids.prompt_ids, reasoning, self.ids.answer_ids)
+
+    def _keys(self, remaining: Sequence[int]) -> list[tuple[int, ...]]:
+        """What each remaining unit deletes: deleting either of two equal neighbours leaves the same chain."""
+        return [tuple(self.ids.reasoning_ids[i] for i in range(*self.units[unit])) for unit in remaining]
 
     def _forward(self, remaining: Sequence[int], ids: ChainIds) -> CurrentChain:
         """The forward of the chain at `remaining`: after the deletion of the best candidate last scored, built
         from its scoring; otherwise incremental from the last forward."""
-        key = tuple(remaining)
+        key = tuple(self._tokens(remaining))
         if self._current is None or self._current[0] != key:
             previous = self._current[1] if self._current is not None else None
             chain = None
@@ -70,19 +91,19 @@ class ChainScorer:
                 suffix_bytes(chain, len(remaining)) <= suffix_budget(chain.seq.device)
             ):
                 partials = {}
-            self._current, self._best, self._partials = (key, chain), BestContinuation(), partials
+            self._current, self._best, self._partials = (key, chain, self._spans(remaining)), BestContinuation(), partials
         return self._current[1]
 
-    def _carried(self, remaining: tuple[int, ...]) -> dict[int, Any] | None:
-        """What was computed of the candidates' suffixes on the last chain that the chain at `remaining` leaves
-        as it was: candidate i's suffix token k reads reasoning tokens up to i + k + 2, unchanged when they come
-        before the first token deleted since (and candidate i keeps its index). So each suffix is kept up to
-        there."""
+    def _carried(self, tokens: tuple[int, ...]) -> dict[int, Any] | None:
+        """What was computed of the candidates' suffixes on the last chain that the chain of reasoning `tokens`
+        leaves as it was: the suffix token j of candidate k, deleting [s, e), reads reasoning tokens up to
+        e + j + 1, unchanged when they come before the first token deleted since (and candidate k keeps its index
+        and span). So each suffix is kept up to there."""
         if self._partials is None or self._current is None:
             return None
-        before = self._current[0]
-        first = next((k for k, (a, b) in enumerate(zip(before, remaining)) if a != b), min(len(before), len(remaining)))
-        return {i: p.first(min(p.done, first - i - 2)) for i, p in self._partials.items() if first - i - 2 > 0}
+        before, _, spans = self._current
+        first = next((k for k, (a, b) in enumerate(zip(before, tokens)) if a != b), min(len(before), len(tokens)))
+        return {k: p.first(min(p.done, first - spans[k][1] - 1)) for k, p in self._partials.items() if first - spans[k][1] - 1 > 0}
 
     def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
         ids = self._at(remaining)
@@ -90,9 +111,9 @@ class ChainScorer:
         current = self._forward(remaining, ids) if self.engine.reuses_forward else None
         base, scores = self.engine(
             self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions, current=current,
-            best=self._best, partials=self._partials,
+            best=self._best, partials=self._partials, spans=self._spans(remaining),
         )
-        return base, tie_repeated_tokens(ids.reasoning_ids, scores)
+        return base, tie_repeated_tokens(self._keys(remaining), scores)
 
     def estimates(self, remaining: Sequence[int], lookahead: int, subset: Sequence[int] | None = None) -> torch.Tensor:
         ids = self._at(remaining)
@@ -102,9 +123,9 @@ class ChainScorer:
         positions = None if subset is None else list(subset)
         _, scores = self.estimator.estimate(
             self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, lookahead, current=current,
-            positions=positions, partials=self._partials,
+            positions=positions, partials=self._partials, spans=self._spans(remaining),
         )
-        return tie_repeated_tokens(ids.reasoning_ids, scores)
+        return tie_repeated_tokens(self._keys(remaining), scores)
 
     def objective(self, remaining: Sequence[int]) -> float:
         ids = self._at(remaining)
@@ -136,9 +157,9 @@ def suffix_bytes(chain: CurrentChain, m: int) -> int:
     return per_token * sum(max(0, length - i) for i in range(m))
 
 
-def tie_repeated_tokens(reasoning_ids: Sequence[int], scores: torch.Tensor) -> torch.Tensor:
-    """Deleting either of two equal neighbouring tokens leaves the same sequence, so the two candidates are
-    exactly tied. Engines compute them along different paths (rounding may differ in the last bits); copying
+def tie_repeated_tokens(reasoning_ids: Sequence[Any], scores: torch.Tensor) -> torch.Tensor:
+    """Deleting either of two equal neighbouring tokens (or units: tuples of token ids) leaves the same
+    sequence, so the two candidates are exactly tied. Engines compute them along different paths (rounding may differ in the last bits); copying
     the first score of each run of equal tokens over the run makes the tie exact, so it always goes to the
     smallest position whatever the engine. (Unscored candidates are NaN; a run takes its first scored value.)"""
     scores = scores.clone()
@@ -166,14 +187,18 @@ def prune_chain(
     approximation: Approximation = EXACT,
     on_scores: Callable[[Sequence[int], Sequence[float]], None] | None = None,
     screener: Callable[[ChainIds], Sequence[float]] | None = None,
+    unit: str = "token",
 ) -> Trace:
     """Greedily prune `chain`'s reasoning down to the smallest keep fraction in `keep`.
 
     Returns the full trace: deletion order, objective after every deletion, and the pruned text at each
-    requested keep fraction. `on_step(done, total)` is called after every deletion (for progress bars).
-    `approximation` trades exactness for speed; the trace's `mode` then records it. `on_scores(remaining,
+    requested keep fraction. `on_step(done, total)` is called after every deletion (for progress bars; in
+    tokens). `approximation` trades exactness for speed; the trace's `mode` then records it. `on_scores(remaining,
     scores)` observes every scoring pass (see `greedy_prune`). `screener(ids)`, predicted scores of the
     current chain's reasoning tokens, guides `approximation.screen` instead of stale scores.
+    `unit` ("token", "word" or "sentence", see `chainprune.units`): what one greedy step deletes; keep fractions
+    count tokens, and a keep fraction's chain is the state after the fewest unit deletions that keep at most
+    floor(n r) tokens.
     Raises `ChainError` for a chain that cannot be scored (too long for the model, empty prompt/answer).
     """
     fractions = normalize_keep_fractions(keep)
@@ -181,17 +206,27 @@ def prune_chain(
     limit = pruner.max_length
     if limit is not None and len(ids.input_ids) > limit:
         raise ChainError(f"chain is {len(ids.input_ids)} tokens, longer than the pruner's context of {limit}")
+    if unit != "token" and screener is not None:
+        raise ValueError("a surrogate predicts the scores of single tokens: it cannot screen word or sentence units")
     n = len(ids.reasoning_ids)
+    units = unit_spans(ids.reasoning_texts, unit)
     deletions = deletions_for(n, fractions[-1])
-    scorer = ChainScorer(pruner.model, ids, objective, engine, max_batch_tokens)
+    scorer = ChainScorer(pruner.model, ids, objective, engine, max_batch_tokens, units=units)
     step = (lambda done: on_step(done, deletions)) if on_step else None
     if step is not None:
         step(0)
     guide = (lambda remaining: screener(scorer._at(remaining))) if screener is not None else None
     result = greedy_prune(
-        n, scorer, deletions, on_step=step, approximation=approximation, on_scores=on_scores, screener=guide
+        len(units), scorer, deletions, on_step=step, approximation=approximation, on_scores=on_scores,
+        screener=guide, sizes=[b - a for a, b in units],
     )
-    trace = build_trace(pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards)
+    if unit != "token":
+        result = GreedyResult(
+            [i for u in result.deletion_order for i in range(*units[u])], result.objective_values, result.scoring_passes
+        )
+    trace = build_trace(
+        pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards, unit, units
+    )
     trace.mode = approximation.describe()
     return trace
 
@@ -205,17 +240,20 @@ def build_trace(
     objective: str,
     engine: str,
     token_forwards: int,
+    unit: str = "token",
+    units: Sequence[tuple[int, int]] | None = None,
 ) -> Trace:
+    """The trace of a prune. For a unit prune, `result.deletion_order` lists the tokens of each unit deleted,
+    unit by unit, and `units` gives the units' spans."""
     n = len(ids.reasoning_ids)
-    deleted_step = {pos: step for step, pos in enumerate(result.deletion_order, start=1)}
+    of_token = {i: k for k, (a, b) in enumerate(units or []) for i in range(a, b)}
+    steps: dict[int, int] = {}  # unit (or token) -> step
+    deleted_step = {}
+    for pos in result.deletion_order:
+        owner = of_token.get(pos, pos) if unit != "token" else pos
+        deleted_step[pos] = steps.setdefault(owner, len(steps) + 1)
     tokens = [TraceToken(position=i, text=ids.reasoning_texts[i], deleted_step=deleted_step.get(i)) for i in range(n)]
-    pruned = {}
-    for r in fractions:
-        gone = set(result.deletion_order[: deletions_for(n, r)])
-        kept = [t for i, t in enumerate(ids.reasoning_ids) if i not in gone]
-        text = pruner.tokenizer.decode(kept, clean_up_tokenization_spaces=False)
-        pruned[keep_key(r)] = PrunedChain(text=text, num_tokens=kept_count(n, r))
-    return Trace(
+    trace = Trace(
         id=chain_id,
         pruner=pruner.name,
         objective=objective,
@@ -225,11 +263,19 @@ def build_trace(
         deletion_order=result.deletion_order,
         objective_values=result.objective_values,
         tokens=tokens,
-        pruned=pruned,
+        pruned={},
         engine=engine,
         dtype=str(pruner.dtype).removeprefix("torch."),
         token_forwards=token_forwards,
+        unit=unit,
+        units=[list(u) for u in units] if unit != "token" else None,
     )
+    for r in fractions:
+        gone = set(result.deletion_order[: trace.deletions_at(r)])
+        kept = [t for i, t in enumerate(ids.reasoning_ids) if i not in gone]
+        text = pruner.tokenizer.decode(kept, clean_up_tokenization_spaces=False)
+        trace.pruned[keep_key(r)] = PrunedChain(text=text, num_tokens=n - len(gone))
+    return trace
 
 
 __all__ = [

@@ -128,16 +128,21 @@ def greedy_prune(
     approximation: Approximation = EXACT,
     on_scores: Callable[[Sequence[int], Sequence[float]], None] | None = None,
     screener: Callable[[Sequence[int]], Sequence[float]] | None = None,
+    sizes: Sequence[int] | None = None,
 ) -> GreedyResult:
     """Delete `deletions` of the n reasoning tokens, each time the least harmful one (exact by default).
 
+    With `sizes`, the n items deleted are units of sizes[k] tokens each and `deletions` counts tokens: greedy
+    stops after the first deletion that reaches it (the fewest unit deletions that delete at least that many
+    tokens); `on_step` is told the tokens deleted so far.
     `on_scores(remaining, scores)` observes every scoring pass before its deletions: the remaining original
     positions and each one's post-deletion objective (NaN where a screened pass did not score it).
     With `approximation.screen`, `screener(remaining)` (predicted scores of the remaining tokens, e.g. an
     attention surrogate's) replaces the stale scores that pick the candidates re-scored between full passes.
     """
-    if not 0 <= deletions <= n:
-        raise ValueError(f"cannot make {deletions} deletions from {n} tokens")
+    sizes = [1] * n if sizes is None else list(sizes)
+    if not 0 <= deletions <= sum(sizes):
+        raise ValueError(f"cannot make {deletions} deletions from {sum(sizes)} tokens")
     remaining = list(range(n))
     order: list[int] = []
     values: list[float] = []
@@ -145,7 +150,8 @@ def greedy_prune(
     last_exact: dict[int, float] = {}  # the previous pass's exact scores, by original position
     deleted_since: list[int] = []
     passes = 0
-    while len(order) < deletions:
+    deleted = 0  # tokens
+    while deleted < deletions:
         lookahead, size = approximation.lookahead, approximation.screen
         full = size is None or (lookahead is None and passes % approximation.refresh == 0)
         if full:
@@ -172,17 +178,22 @@ def greedy_prune(
             stale = {remaining[k]: scores[k] for k in range(len(remaining))}
             deleted_since = []
         last_exact = {remaining[k]: scores[k] for k in scored}
-        take = min(approximation.per_step, deletions - len(order))
-        picked = ranked_candidates(scores, scored)[:take]
+        picked, short = [], deletions - deleted
+        for k in ranked_candidates(scores, scored)[: approximation.per_step]:  # those that reach `deletions`
+            picked.append(k)
+            short -= sizes[remaining[k]]
+            if short <= 0:
+                break
         for position in [remaining[k] for k in picked]:
             remaining.remove(position)
             order.append(position)
             deleted_since.append(position)
+            deleted += sizes[position]
             # A single deletion's score is the exact objective of the new chain; after several deletions
             # in one pass, the objective of each intermediate chain is computed, not guessed.
-            values.append(scores[picked[0]] if take == 1 else float(scorer.objective(remaining)))
+            values.append(scores[picked[0]] if len(picked) == 1 else float(scorer.objective(remaining)))
             if on_step is not None:
-                on_step(len(order))
+                on_step(deleted)
     if deletions == 0:
         values.append(float(scorer.objective(remaining)))
     return GreedyResult(deletion_order=order, objective_values=values, scoring_passes=passes)

@@ -43,6 +43,14 @@ class CurrentChain:
         if self.first_targets is None:
             self.first_targets = torch.full((self.seq.shape[0] - self.n_prompt,), float("nan"), dtype=torch.float64, device=self.seq.device)
 
+    def start_after(self, width: torch.Tensor | int) -> torch.Tensor | int:
+        """First counted target index in a candidate sequence that deletes `width` reasoning tokens: the
+        objective counts from the prompt's end (joint) or from the answer's start, which moves left by the
+        tokens deleted beyond one (answer). `candidate_start` is this for a width of 1."""
+        if isinstance(width, int):
+            return max(self.n_prompt, self.candidate_start - (width - 1))
+        return torch.clamp(self.candidate_start - (width - 1), min=self.n_prompt)
+
     def unchanged_prefix(self, cut: torch.Tensor | int) -> torch.Tensor:
         """Counted log-probs of targets before index P + cut: identical in every candidate deleting at or after cut."""
         first = max(0, self.candidate_start - self.n_prompt)
@@ -51,19 +59,20 @@ class CurrentChain:
 
     @torch.no_grad()
     def after_deletion(self, model: Any, ids: ChainIds, objective: str, continuation: Continuation) -> CurrentChain | None:
-        """The forward of `ids`, this chain less reasoning token `continuation.cut`, built from the states
-        scoring that deletion computed, with no forward run. Scoring leaves out the last token (it predicts
-        nothing), so its keys and hidden state are missing too: no candidate reads them (a candidate attends to
-        the keys before its deletion, and its first target is predicted by the row before that). Same numbers
-        to rounding as `forward_current`; None when `ids` is not that chain."""
+        """The forward of `ids`, this chain less reasoning tokens `continuation.cut` to `cut + width`, built from
+        the states scoring that deletion computed, with no forward run. Scoring leaves out the last token (it
+        predicts nothing), so its keys and hidden state are missing too: no candidate reads them (a candidate
+        attends to the keys before its deletion, and its first target is predicted by the row before that).
+        Same numbers to rounding as `forward_current`; None when `ids` is not that chain."""
         at = self.n_prompt + continuation.cut
-        seq = torch.cat([self.seq[:at], self.seq[at + 1 :]])
+        seq = torch.cat([self.seq[:at], self.seq[at + continuation.width :]])
         if ids.input_ids != seq.tolist() or continuation.hidden.shape[0] != seq.shape[0] - at - 1:
             return None
         m = len(ids.reasoning_ids)
-        # the target at P + cut (the token after the deleted one) is predicted by the last unchanged position
+        # the target at P + cut (the token after the deleted ones) is predicted by the last unchanged position
         cut = torch.tensor([continuation.cut], device=seq.device)
-        base_logp = torch.cat([self.base_logp[: continuation.cut], self.first_target(model, cut), continuation.logp])
+        first = self.first_target(model, cut, torch.tensor([continuation.width], device=seq.device))
+        base_logp = torch.cat([self.base_logp[: continuation.cut], first, continuation.logp])
         chain = CurrentChain(
             seq=seq,
             n_prompt=self.n_prompt,
@@ -85,23 +94,35 @@ class CurrentChain:
         same = (self.n_prompt + cut >= self.candidate_start) == (earlier.n_prompt + cut >= earlier.candidate_start)
         self.first_targets[cut[same]] = earlier.first_targets[cut[same]]
 
-    def first_target(self, model: Any, cut: torch.Tensor) -> torch.Tensor:
-        """Candidate `cut[r]`'s first target log-prob: log p(seq[P + cut + 1] | the hidden state at P + cut - 1),
-        0 where not counted. Computed once per chain (and kept across a later deletion for the candidates
-        before it, which it leaves unchanged)."""
+    def first_target(self, model: Any, cut: torch.Tensor, width: torch.Tensor | None = None) -> torch.Tensor:
+        """The first target log-prob of the candidate deleting reasoning tokens cut[r] to cut[r] + width[r]
+        (width 1 when not given): log p(seq[P + cut + width] | the hidden state at P + cut - 1), 0 where not
+        counted. Single-token deletions' are computed once per chain (and kept across a later deletion for the
+        candidates before it, which it leaves unchanged); wider ones' each time asked."""
+        single = torch.ones_like(cut, dtype=torch.bool) if width is None else width == 1
+        out = torch.empty(cut.shape[0], dtype=torch.float64, device=self.hidden.device)
+        if not bool(single.all()):
+            wide, w = cut[~single], width[~single]
+            out[~single] = self.boundary_logp(model, wide, self.seq[self.n_prompt + wide + w], self.start_after(w))
+        cut = cut[single]
         todo = cut[torch.isnan(self.first_targets[cut])]
         if todo.numel():
             self.first_targets[todo] = self.boundary_logp(model, todo, self.seq[self.n_prompt + todo + 1])
-        return self.first_targets[cut]
+        out[single] = self.first_targets[cut]
+        return out
 
-    def boundary_logp(self, model: Any, cut: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """log p(targets[r] | the current chain's hidden state at P + cut[r] - 1), 0 where not counted.
+    def boundary_logp(
+        self, model: Any, cut: torch.Tensor, targets: torch.Tensor, start: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """log p(targets[r] | the current chain's hidden state at P + cut[r] - 1), 0 where the candidate
+        sequence's index P + cut[r] comes before `start` (its first counted target; `candidate_start` if not
+        given).
 
         A candidate whose recomputed part starts at P + cut has its first target predicted by the last
         unchanged position, whose hidden state the current chain's forward already holds.
         """
         out = torch.zeros(cut.shape[0], dtype=torch.float64, device=self.hidden.device)
-        counted = self.n_prompt + cut >= self.candidate_start
+        counted = self.n_prompt + cut >= (self.candidate_start if start is None else start)
         if counted.any():
             rows = self.hidden[self.n_prompt + cut[counted] - 1]
             out[counted] = target_logprobs(model, rows, targets[counted])
@@ -110,16 +131,17 @@ class CurrentChain:
 
 @dataclass
 class Continuation:
-    """What exactly scoring the deletion of reasoning token `cut` computed of the chain after it: the keys,
-    values, hidden states and target log-probs (0 where the objective does not count them) of its recomputed
-    suffix, every position from P + cut to the one before the last. If that deletion is made, these are the
-    next chain's forward (`CurrentChain.after_deletion`)."""
+    """What exactly scoring the deletion of reasoning tokens `cut` to `cut + width` computed of the chain after
+    it: the keys, values, hidden states and target log-probs (0 where the objective does not count them) of its
+    recomputed suffix, every position from P + cut to the one before the last. If that deletion is made, these
+    are the next chain's forward (`CurrentChain.after_deletion`)."""
 
     cut: int
     score: float
     layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, n, head_dim)
     hidden: torch.Tensor  # (n, d)
-    logp: torch.Tensor  # (n,) float64: packed token k's log-prob of its target seq[P + cut + 2 + k]
+    logp: torch.Tensor  # (n,) float64: packed token k's log-prob of its target seq[P + cut + width + 1 + k]
+    width: int = 1
 
 
 class BestContinuation:

@@ -1,9 +1,11 @@
 """What a scoring engine is: a name, what it can do, and a `score` function.
 
-`score(model, ids, objective, max_batch_tokens, stats, positions=None, ...)` returns `(base, candidates)`:
-`base` is the objective of the chain as it stands, `candidates[i]` the objective after deleting reasoning token
-i, float64 (m,). Given `positions`, only those candidates are scored (the rest are NaN): approximate modes use
-this to re-score a screened few. Engines differ only in how much work they do; all agree to rounding.
+`score(model, ids, objective, max_batch_tokens, stats, positions=None, ..., spans=None)` returns `(base,
+candidates)`: `base` is the objective of the chain as it stands, `candidates[k]` the objective after candidate
+deletion k, float64. A candidate deletes one reasoning token (candidate i deletes token i, (m,) of them), or,
+given `spans` ([start, end) per candidate, for units of several tokens), the tokens of its span. Given
+`positions`, only those candidates are scored (the rest are NaN): approximate modes use this to re-score a
+screened few. Engines differ only in how much work they do; all agree to rounding.
 
 What else an engine takes, it declares:
 - `reuses_forward`: it builds every candidate on one forward of the chain as it stands (`forward_current`), so
@@ -69,10 +71,11 @@ class Engine:
         current: CurrentChain | None = None,
         best: BestContinuation | None = None,
         partials: dict[int, Any] | None = None,
+        spans: list[tuple[int, int]] | None = None,
     ) -> Scores:
         extra: list[Any] = []
         if self.reuses_forward:
             extra.append(current)
             if self.keeps_suffixes:
                 extra += [best, partials]
-        return self.score(model, ids, objective, max_batch_tokens, stats, positions, *extra)
+        return self.score(model, ids, objective, max_batch_tokens, stats, positions, *extra, spans=spans)

@@ -24,8 +24,10 @@ def score_naive(
     max_batch_tokens: int,
     stats: ForwardStats,
     positions: list[int] | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> tuple[float, torch.Tensor]:
-    """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
+    """(objective of the current chain, objective after each candidate deletion, float64): a candidate deletes
+    reasoning tokens [start, end) of `spans` (by default, one candidate per reasoning token).
 
     With `positions`, only those candidates are scored; the others are NaN. It takes nothing computed
     before: the reference recomputes everything from the token ids.
@@ -35,20 +37,21 @@ def score_naive(
     seq = torch.tensor(ids.input_ids, device=device)  # (L,)
     length = seq.shape[0]
     base = float(sequence_objectives(model, seq[None], objective_start(n_prompt, m, objective), stats)[0])
-    scores = torch.full((m,), float("nan"), dtype=torch.float64)
-    if m == 0:
-        return base, scores
-
-    start = objective_start(n_prompt, m - 1, objective)  # candidate sequences hold m - 1 reasoning tokens
-    rows_per_batch = max(1, max_batch_tokens // (length - 1))
-    steps = torch.arange(length - 1, device=device)
-    wanted = list(range(m)) if positions is None else sorted(positions)
-    for first in range(0, len(wanted), rows_per_batch):
-        batch = wanted[first : first + rows_per_batch]
-        deleted = n_prompt + torch.tensor(batch, device=device)  # (rows,)
-        # Row r skips sequence index deleted[r]: index k reads seq[k] before it and seq[k + 1] from it on.
-        candidates = seq[steps[None, :] + (steps[None, :] >= deleted[:, None]).long()]  # (rows, L - 1)
-        scores[batch] = sequence_objectives(model, candidates, start, stats).cpu()
+    spans = [(i, i + 1) for i in range(m)] if spans is None else spans
+    scores = torch.full((len(spans),), float("nan"), dtype=torch.float64)
+    wanted = list(range(len(spans))) if positions is None else sorted(positions)
+    for width in sorted({spans[k][1] - spans[k][0] for k in wanted}):
+        start = objective_start(n_prompt, m - width, objective)  # candidate sequences hold m - width reasoning tokens
+        rows_per_batch = max(1, max_batch_tokens // (length - width))
+        steps = torch.arange(length - width, device=device)
+        alike = [k for k in wanted if spans[k][1] - spans[k][0] == width]
+        for first in range(0, len(alike), rows_per_batch):
+            batch = alike[first : first + rows_per_batch]
+            deleted = n_prompt + torch.tensor([spans[k][0] for k in batch], device=device)  # (rows,)
+            # Row r skips sequence indices deleted[r] to deleted[r] + width: index k reads seq[k] before them and
+            # seq[k + width] from them on.
+            candidates = seq[steps[None, :] + width * (steps[None, :] >= deleted[:, None]).long()]  # (rows, L - width)
+            scores[batch] = sequence_objectives(model, candidates, start, stats).cpu()
     return base, scores
 
 

@@ -1,6 +1,6 @@
 """The `prefix` engine: one forward of the current chain, its KV cache shared by every deletion candidate.
 
-Deleting reasoning token i (sequence index p = P + i) changes nothing before p: the keys/values and the
+Deleting reasoning token i (sequence index p = P + i), or the tokens of a span from i, changes nothing before p: the keys/values and the
 log-probabilities of tokens before p are those of the current chain. Candidates are grouped in chunks of
 neighbouring positions [a, b). For a chunk, the cache is cropped to the shared prefix (P + a tokens) and
 expanded over the chunk's rows; row r holds the tokens from P + a to the end with token a + r left out, so
@@ -46,55 +46,66 @@ def score_prefix(
     stats: ForwardStats,
     positions: list[int] | None = None,
     current: CurrentChain | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> tuple[float, torch.Tensor]:
-    """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
+    """(objective of the current chain, objective after each candidate deletion, float64): a candidate deletes
+    reasoning tokens [start, end) of `spans` (by default, one candidate per reasoning token).
 
     With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
     when the caller already ran it (`forward_current`), so it is not run twice. It keeps no suffixes: the rows
-    of a chunk do not hold a candidate's suffix alone.
+    of a chunk do not hold a candidate's suffix alone. A chunk's candidates delete as many tokens each (so its
+    rows are as long).
     """
     m = len(ids.reasoning_ids)
     current = current or forward_current(model, ids, objective, stats)
-    seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
+    seq, n_prompt = current.seq, current.n_prompt
     device, length = seq.device, seq.shape[0]
-    scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
-    wanted = list(range(m)) if positions is None else sorted(positions)
+    spans = [(i, i + 1) for i in range(m)] if spans is None else spans
+    scores = torch.full((len(spans),), float("nan"), dtype=torch.float64, device=device)
+    wanted = list(range(len(spans))) if positions is None else sorted(positions)
 
     k = 0
     while k < len(wanted):
-        a = wanted[k]
+        a, end = spans[wanted[k]]
+        width = end - a
         shared = n_prompt + a  # tokens of the shared prefix
-        row_length = length - shared - 2  # candidate length (L - 1) minus shared prefix minus last token
-        span = chunk_width(row_length, length - 1, m - a, max_batch_tokens)
-        chunk = [i for i in wanted[k : k + span] if i < a + span]  # wanted candidates in [a, a + span)
+        row_length = length - shared - width - 1  # candidate length (L - width) minus shared prefix minus last token
+        span = chunk_width(row_length, length - width, m - a, max_batch_tokens)
+        chunk = []  # wanted candidates starting in [a, a + span) and as wide
+        for j in wanted[k : k + span]:
+            if spans[j][0] >= a + span or spans[j][1] - spans[j][0] != width:
+                break
+            chunk.append(j)
         k += len(chunk)
-        width = len(chunk)
-        skipped = torch.tensor(chunk, device=device)[:, None] - a  # (width, 1): token each row leaves out
-        # rows[r] = seq[shared:] without token skipped[r]: (width, row_length + 1), the last column target only
+        rows_in_chunk = len(chunk)
+        skipped = torch.tensor([spans[j][0] for j in chunk], device=device)[:, None] - a  # (rows, 1): first token each row leaves out
+        # rows[r] = seq[shared:] without its `width` tokens from skipped[r]: (rows, row_length + 1), the last
+        # column target only
         cols = torch.arange(row_length + 1, device=device)[None, :]
-        rows = seq[shared:][cols + (cols >= skipped).long()]
+        rows = seq[shared:][cols + width * (cols >= skipped).long()]
+        start = current.start_after(width)
         first_counted = max(0, start - shared)  # column of the first target the objective counts
 
         # column 0 is predicted by the last shared position, from the current chain's forward
-        cut = torch.full((width,), a, device=device)
-        total = current.unchanged_prefix(a) + current.boundary_logp(model, cut, rows[:, 0])
+        cut = torch.full((rows_in_chunk,), a, device=device)
+        total = current.unchanged_prefix(a) + current.boundary_logp(model, cut, rows[:, 0], start)
         if row_length > 0 and first_counted <= row_length:
             cache = DynamicCache(
                 ddp_cache_data=[
-                    (keys[:, :, :shared].expand(width, -1, -1, -1), values[:, :, :shared].expand(width, -1, -1, -1))
+                    (keys[:, :, :shared].expand(rows_in_chunk, -1, -1, -1), values[:, :, :shared].expand(rows_in_chunk, -1, -1, -1))
                     for keys, values in current.layers
                 ]
             )
-            position_ids = torch.arange(shared, shared + row_length, device=device)[None].expand(width, -1)
+            position_ids = torch.arange(shared, shared + row_length, device=device)[None].expand(rows_in_chunk, -1)
             row_hidden = run_decoder(
                 model, cache, input_ids=rows[:, :row_length], position_ids=position_ids, use_cache=True
-            ).last_hidden_state  # (width, row_length, d)
-            stats.add(width, row_length)
+            ).last_hidden_state  # (rows, row_length, d)
+            stats.add(rows_in_chunk, row_length)
             # hidden column t predicts rows[:, t + 1]; keep only counted targets
             t0 = max(first_counted - 1, 0)
             picked = row_hidden[:, t0:].reshape(-1, row_hidden.shape[-1])
             logp = target_logprobs(model, picked, rows[:, t0 + 1 :].reshape(-1))
-            total += logp.view(width, -1).sum(dim=1)
+            total += logp.view(rows_in_chunk, -1).sum(dim=1)
         scores[chunk] = total
     return current.base, scores.cpu()
 

@@ -63,8 +63,10 @@ def score_packed(
     current: CurrentChain | None = None,
     keep: BestContinuation | None = None,
     partials: dict[int, Partial] | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> tuple[float, torch.Tensor]:
-    """(objective of the current chain, objective after deleting each reasoning token (m,) float64).
+    """(objective of the current chain, objective after each candidate deletion, float64): a candidate deletes
+    reasoning tokens [start, end) of `spans` (by default, one candidate per reasoning token).
 
     With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
     when the caller already ran it (`forward_current`), so it is not run twice. `keep` (a `BestContinuation`,
@@ -72,7 +74,7 @@ def score_packed(
     forward from. `partials` (candidate -> `Partial`,
     for this chain only): candidates are resumed from what it holds, and what is computed is added to it.
     """
-    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, None, current, keep, partials)
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, None, current, keep, partials, spans)
 
 
 @torch.no_grad()
@@ -86,6 +88,7 @@ def score_lookahead(
     current: CurrentChain | None = None,
     positions: list[int] | None = None,
     partials: dict[int, Partial] | None = None,
+    spans: list[tuple[int, int]] | None = None,
 ) -> tuple[float, torch.Tensor]:
     """APPROXIMATE: (objective of the current chain, estimated objective after deleting each reasoning token).
 
@@ -98,7 +101,7 @@ def score_lookahead(
     """
     if window < 1:
         raise ValueError("window must be at least 1")
-    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, window, current, None, partials)
+    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, window, current, None, partials, spans)
 
 
 def _packed_scores(
@@ -112,56 +115,83 @@ def _packed_scores(
     current: CurrentChain | None,
     best: BestContinuation | None,
     partials: dict[int, Partial] | None,
+    spans: list[tuple[int, int]] | None,
 ) -> tuple[float, torch.Tensor]:
     """Exact candidate scores (window None), or lookahead estimates recomputing `window` targets each."""
-    m = len(ids.reasoning_ids)
     current = current or forward_current(model, ids, objective, stats)
-    seq, n_prompt, start = current.seq, current.n_prompt, current.candidate_start
+    seq, n_prompt = current.seq, current.n_prompt
     device, length = seq.device, seq.shape[0]
-    scores = torch.full((m,), float("nan"), dtype=torch.float64, device=device)
-    wanted = list(range(m)) if positions is None else sorted(positions)
+    cuts = Cuts.of(spans, len(ids.reasoning_ids), device)
+    scores = torch.full((cuts.count,), float("nan"), dtype=torch.float64, device=device)
+    wanted = list(range(cuts.count)) if positions is None else sorted(positions)
     if not wanted:
         return current.base, scores.cpu()
     stored = {} if partials is None else partials
 
-    # Candidate i: unchanged counted targets before P + i, then seq[P + i + 1], which now follows P + i - 1.
+    # Candidate k deletes [s, s + w): unchanged counted targets before P + s, then seq[P + s + w], which now
+    # follows P + s - 1.
     cand = torch.tensor(wanted, device=device)
-    scores[cand] = current.unchanged_prefix(cand) + current.first_target(model, cand)
-    # Then its packed suffix (length - P - i - 2 tokens when whole), of which `reach` is computed (from what is
-    # stored on, so the first `done` need not be); targets after the reach keep the current chain's log-probs.
-    whole = {i: length - n_prompt - i - 2 for i in wanted}
-    done = {i: stored[i].done if i in stored else 0 for i in wanted}
-    reach = {i: n if window is None else max(min(n, window - 1), done[i]) for i, n in whole.items()}
-    first_tail = torch.clamp(cand + 2 + torch.tensor([reach[i] for i in wanted], device=device), min=start + 1 - n_prompt)
+    start, width = cuts.start[cand], cuts.width[cand]
+    scores[cand] = current.unchanged_prefix(start) + current.first_target(model, start, width)
+    # Then its packed suffix (length - P - s - w - 1 tokens when whole), of which `reach` is computed (from what
+    # is stored on, so the first `done` need not be); targets after the reach keep the current chain's log-probs.
+    whole = {k: n for k, n in zip(wanted, (length - n_prompt - start - width - 1).tolist())}
+    done = {k: stored[k].done if k in stored else 0 for k in wanted}
+    reach = {k: n if window is None else max(min(n, window - 1), done[k]) for k, n in whole.items()}
+    first_tail = torch.maximum(
+        start + width + 1 + torch.tensor([reach[k] for k in wanted], device=device),
+        current.start_after(width) + width - n_prompt,
+    )
     last = length - n_prompt
     scores[cand] += current.base_cumsum[last] - current.base_cumsum[torch.clamp(first_tail, max=last)]
-    for i in wanted:
-        if done[i]:
-            scores[i] += stored[i].logp.sum()
-    spans = {i: (done[i], reach[i]) for i in wanted if reach[i] > done[i]}
-    _score_packs(model, seq, n_prompt, start, current.layers, spans, stored, max_batch_tokens, scores, stats, partials is not None)
+    for k in wanted:
+        if done[k]:
+            scores[k] += stored[k].logp.sum()
+    todo = {k: (done[k], reach[k]) for k in wanted if reach[k] > done[k]}
+    _score_packs(model, current, cuts, todo, stored, max_batch_tokens, scores, stats, partials is not None)
     if best is not None:
-        _offer_best(best, scores, {i: whole[i] for i in wanted if reach[i] == whole[i]}, stored)
+        _offer_best(best, scores, cuts, {k: whole[k] for k in wanted if reach[k] == whole[k]}, stored)
     return current.base, scores.cpu()
 
 
-def _offer_best(best: BestContinuation, scores: torch.Tensor, complete: dict[int, int], stored: dict[int, Partial]) -> None:
+@dataclass
+class Cuts:
+    """The candidate deletions of one pass: candidate k deletes reasoning tokens start[k] to start[k] + width[k]."""
+
+    start: torch.Tensor  # (K,)
+    width: torch.Tensor  # (K,)
+
+    @classmethod
+    def of(cls, spans: list[tuple[int, int]] | None, m: int, device: torch.device) -> Cuts:
+        """From [start, end) spans; None means one candidate per reasoning token."""
+        if spans is None:
+            return cls(torch.arange(m, device=device), torch.ones(m, dtype=torch.long, device=device))
+        bounds = torch.tensor(spans, dtype=torch.long, device=device).view(-1, 2)
+        return cls(bounds[:, 0], bounds[:, 1] - bounds[:, 0])
+
+    @property
+    def count(self) -> int:
+        return self.start.shape[0]
+
+
+def _offer_best(
+    best: BestContinuation, scores: torch.Tensor, cuts: Cuts, complete: dict[int, int], stored: dict[int, Partial]
+) -> None:
     """Offer `best` the best of the candidates whose whole suffix was scored (`complete`: candidate -> its
     length), when its rows are at hand."""
     if not complete:
         return
-    top = max(complete, key=lambda i: (float(scores[i]), -i))
+    top = max(complete, key=lambda k: (float(scores[k]), -k))
     rows = stored.get(top)
-    if rows is not None and rows.done == complete[top] and best.wants(top, float(scores[top])):
-        best.offer(Continuation(cut=top, score=float(scores[top]), layers=rows.layers, hidden=rows.hidden, logp=rows.logp))
+    cut, width = int(cuts.start[top]), int(cuts.width[top])
+    if rows is not None and rows.done == complete[top] and best.wants(cut, float(scores[top])):
+        best.offer(Continuation(cut, float(scores[top]), rows.layers, rows.hidden, rows.logp, width))
 
 
 def _score_packs(
     model: Any,
-    seq: torch.Tensor,
-    n_prompt: int,
-    start: int,
-    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    current: CurrentChain,
+    cuts: Cuts,
     spans: dict[int, tuple[int, int]],
     stored: dict[int, Partial],
     max_batch_tokens: int,
@@ -169,29 +199,27 @@ def _score_packs(
     stats: ForwardStats,
     record: bool,
 ) -> None:
-    """Compute packed tokens [begin, end) of each candidate i's suffix (`spans[i]`), in packs of bounded size,
-    each candidate resumed from `stored[i]` (its first `begin` tokens). Adds their log-probs to `scores`.
+    """Compute packed tokens [begin, end) of each candidate k's suffix (`spans[k]`), in packs of bounded size,
+    each candidate resumed from `stored[k]` (its first `begin` tokens). Adds their log-probs to `scores`.
     With `record`, what is computed is added to `stored`; without, only the best candidate of each pack whose
     whole suffix was computed is kept there (to offer as the next forward's continuation)."""
     pack_limit = max(1, min(PACK_TOKENS, max_batch_tokens))
     group: dict[int, tuple[int, int]] = {}
     group_tokens = 0
-    for i, (begin, end) in spans.items():
+    for k, (begin, end) in spans.items():
         if group and group_tokens + end - begin > pack_limit:
-            _score_pack(model, seq, n_prompt, start, layers, group, stored, scores, stats, record)
+            _score_pack(model, current, cuts, group, stored, scores, stats, record)
             group, group_tokens = {}, 0
-        group[i] = (begin, end)
+        group[k] = (begin, end)
         group_tokens += end - begin
     if group:
-        _score_pack(model, seq, n_prompt, start, layers, group, stored, scores, stats, record)
+        _score_pack(model, current, cuts, group, stored, scores, stats, record)
 
 
 def _score_pack(
     model: Any,
-    seq: torch.Tensor,
-    n_prompt: int,
-    start: int,
-    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    current: CurrentChain,
+    cuts: Cuts,
     spans: dict[int, tuple[int, int]],
     stored: dict[int, Partial],
     scores: torch.Tensor,
@@ -199,18 +227,20 @@ def _score_pack(
     record: bool,
 ) -> None:
     """One forward of the packed spans (see `_score_packs`)."""
+    seq, n_prompt, layers = current.seq, current.n_prompt, current.layers
     device, length = seq.device, seq.shape[0]
     owner, offset = [], []  # per packed token: which candidate, and its index within that suffix
-    for i, (begin, end) in spans.items():
-        owner += [i] * (end - begin)
+    for k, (begin, end) in spans.items():
+        owner += [k] * (end - begin)
         offset += range(begin, end)
     owner_t = torch.tensor(owner, device=device)  # (T,)
     offset_t = torch.tensor(offset, device=device)
-    inputs = seq[n_prompt + owner_t + 1 + offset_t]  # suffix token k of candidate i is seq[P + i + 1 + k]
-    targets = seq[n_prompt + owner_t + 2 + offset_t]
-    positions = n_prompt + owner_t + offset_t  # shifted down by one: token P + i was deleted
+    start, width = cuts.start[owner_t], cuts.width[owner_t]
+    inputs = seq[n_prompt + start + width + offset_t]  # suffix token j of candidate k is seq[P + s + w + j]
+    targets = seq[n_prompt + start + width + 1 + offset_t]
+    positions = n_prompt + start + offset_t  # shifted down by w: tokens P + s to P + s + w - 1 were deleted
     total = owner_t.shape[0]
-    resumed = [stored[i] for i, (begin, _) in spans.items() if begin]
+    resumed = [stored[k] for k, (begin, _) in spans.items() if begin]
     runs = [(begin, end - begin) for begin, end in spans.values()]
 
     # keys: the current chain's [0, L), then the resumed candidates' stored suffixes, then the packed tokens
@@ -220,9 +250,9 @@ def _score_pack(
             (torch.cat([k] + [p.layers[n][0] for p in resumed], dim=2), torch.cat([v] + [p.layers[n][1] for p in resumed], dim=2))
             for n, (k, v) in enumerate(layers)
         ]
-    # packed token k of candidate i predicts seq[P + i + 2 + k], at candidate-sequence index P + i + 1 + k
-    counted = (positions + 1) >= start
-    layout = PackLayout.of(layers[0][0].shape[2], n_prompt + owner_t, runs)
+    # packed token j of candidate k predicts seq[P + s + w + 1 + j], at candidate-sequence index P + s + 1 + j
+    counted = (positions + 1) >= current.start_after(width)
+    layout = PackLayout.of(layers[0][0].shape[2], n_prompt + start, runs)
     pack = Pack(inputs, positions, past_layers, layout, counted, targets[counted])
     result = run_pack(model, pack)
     hidden, new_keys = result.hidden, result.layers  # what is kept of a candidate is a view of these
@@ -230,18 +260,18 @@ def _score_pack(
     scores.index_add_(0, owner_t[counted], result.logp)
     row_logp = torch.zeros(total, dtype=result.logp.dtype, device=device).masked_scatter_(counted, result.logp)
 
-    def computed(i: int, first: int, count: int) -> Partial:
+    def computed(k: int, first: int, count: int) -> Partial:
         rows = slice(first, first + count)
-        more = Partial([(k[:, :, rows], v[:, :, rows]) for k, v in new_keys], hidden[rows], row_logp[rows])
-        return stored[i].then(more) if spans[i][0] else more
+        more = Partial([(keys[:, :, rows], values[:, :, rows]) for keys, values in new_keys], hidden[rows], row_logp[rows])
+        return stored[k].then(more) if spans[k][0] else more
 
-    whole = {i: length - n_prompt - i - 2 for i in spans}
+    whole = {k: length - n_prompt - int(cuts.start[k]) - int(cuts.width[k]) - 1 for k in spans}
     first = 0
-    complete = [i for i, (_, end) in spans.items() if end == whole[i]]
-    best = max(complete, key=lambda i: (float(scores[i]), -i)) if complete else None
-    for i, (begin, end) in spans.items():
-        if record or i == best:
-            stored[i] = computed(i, first, end - begin)
+    complete = [k for k, (_, end) in spans.items() if end == whole[k]]
+    best = max(complete, key=lambda k: (float(scores[k]), -k)) if complete else None
+    for k, (begin, end) in spans.items():
+        if record or k == best:
+            stored[k] = computed(k, first, end - begin)
         first += end - begin
 
 
