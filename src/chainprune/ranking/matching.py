@@ -5,8 +5,9 @@ Rule. For keep fraction r and a reasoning whose full text is N student tokens, t
 round(r * N) (exact arithmetic, halves round up). The candidate kept sets are the prefixes of the method's
 deletion order: after k deletions, for k = 0 .. len(order) (a greedy trace's order stops at its smallest keep
 fraction; a baseline's covers every token), or only those k where a step ends for an order that deletes in
-steps (a unit trace's words or sentences), so the kept set is always a state the method reached. The chosen k is the one whose kept set's student count is
-closest to the target; ties go to the smallest k (the longer text). Counts are usually, not always,
+steps (a unit trace's words or sentences), so the kept set is always a state the method reached. The chosen
+k is the one whose kept set's student count is closest to the target; ties go to the smallest k (the longer
+text). Counts are usually, not always,
 decreasing in k (deleting a token can merge or split the student's tokens), so every k is checked.
 """
 
