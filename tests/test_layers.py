@@ -12,7 +12,7 @@ FLOORS = {
     "pipelines": 3,
     "report": 2,
     **dict.fromkeys(["chains", "scoring", "pruning", "ranking", "analysis", "generation", "training", "tasks", "units"], 2),
-    **dict.fromkeys(["models", "data", "types", "keep", "run", "choices"], 1),
+    **dict.fromkeys(["models", "data", "types", "keep", "run", "choices", "trace_steps"], 1),
 }
 CORE = {name for name, floor in FLOORS.items() if floor == 2 and name != "report"}
 

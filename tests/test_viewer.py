@@ -314,6 +314,43 @@ def test_side_by_side_shares_one_keep_fraction(tmp_path, tiny_traces, open_page)
 
 
 @pytest.mark.browser
+def test_a_word_trace_moves_by_whole_words(tmp_path, open_page):
+    from test_unit_traces import token_trace, unit_trace
+
+    words = unit_trace().to_json()  # 10 tokens; steps delete 2, 2 and 3 of them (test_unit_traces)
+    page = open_page(run_view([write_jsonl(tmp_path / "w.jsonl", [words])], tmp_path / "v.html").out)
+    slider = page.locator("#slider")
+    assert int(slider.get_attribute("max")) == 3  # three word deletions, not seven token deletions
+    for steps, visible in ((0, 10), (1, 8), (2, 6), (3, 3)):
+        slider.fill(str(steps))
+        state = column_state(page)
+        assert (state["deletions"], state["visible"]) == (steps, visible)
+        assert state["kept_text"] == kept_text(words, steps)
+    slider.fill("1")
+    assert page.locator(".column .tok.just").all_text_contents() == [" so", "ld"]  # the word goes as one
+    assert "1 of 3 word deletions" in page.locator("#slider-label").text_content()
+    assert "objective -11.00" in page.locator(".column .stats").text_content()
+    page.keyboard.press("ArrowRight")
+    assert column_state(page)["visible"] == 6
+    # Keep fractions (in tokens) are cut where a word ends: 0.7 keeps 6 tokens, 0.5 keeps 3.
+    for key, visible in (("0.9", 8), ("0.7", 6), ("0.5", 3)):
+        page.locator(f'#keep-buttons button[data-keep="{key}"]').click()
+        assert column_state(page)["visible"] == visible
+    assert "deleted by word" in page.locator(".column .info").first.text_content()
+
+    # Beside a token trace under one slider: each column at its own state for the same keep fraction.
+    tokens = token_trace([4, 9, 3, 8, 1], [-10.0 - s for s in range(6)]).to_json()
+    page = open_page(run_view([write_jsonl(tmp_path / "w.jsonl", [words]), write_jsonl(tmp_path / "t.jsonl", [tokens])],
+                              tmp_path / "v2.html").out)
+    page.locator('#keep-buttons button[data-keep="0.5"]').click()
+    assert column_state(page, 0)["visible"] == 3 and column_state(page, 1)["visible"] == 5
+    page.locator("#slider").fill("3")  # 3 of 10 tokens: the word trace is at 2 words (4 tokens), not 1.5
+    assert (column_state(page, 0)["deletions"], column_state(page, 0)["visible"]) == (2, 6)
+    assert column_state(page, 1)["visible"] == 7
+    assert page.errors == []
+
+
+@pytest.mark.browser
 def test_baseline_columns_follow_their_matched_counts_without_a_chart(tmp_path, tiny_traces, open_page):
     joint, _ = tiny_traces
     greedy = joint[0]

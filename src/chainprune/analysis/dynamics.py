@@ -7,6 +7,10 @@ delete). Three rankings of the tokens remaining at r:
 - frozen@1.0: the scores of the very first pass (keep 1.0), restricted to the remaining tokens;
 - random: a uniformly random ranking, whose expected Hit@|S| is |S| / (tokens remaining at r).
 Pure: takes deletion orders and score arrays, knows no files or models.
+
+Token traces only: the question is about rankings of single-token deletions. A trace pruned by words or
+sentences (`prune --unit`) ranks whole units at every pass, so its passes hold no token ranking to test; the
+`analyze dynamics` pipeline refuses such traces rather than reading unit scores as token scores.
 """
 
 from __future__ import annotations

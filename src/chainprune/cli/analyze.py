@@ -103,6 +103,8 @@ def retention(
     out_console.print(table)
     out_console.print("wrote " + ", ".join(map(str, result.files)))
     report_failures(result.failures)
+    if result.failures:
+        raise typer.Exit(1)
 
 
 def dynamics(
@@ -131,6 +133,8 @@ def dynamics(
     out_console.print(table)
     out_console.print("wrote " + ", ".join(map(str, result.files)))
     report_failures(result.failures)
+    if result.failures:
+        raise typer.Exit(1)
 
 
 def surrogate(

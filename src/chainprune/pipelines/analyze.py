@@ -20,6 +20,7 @@ from chainprune.analysis.categories import CATEGORIES, Annotator, check_categori
 from chainprune.analysis.retention import overall_kept_fraction, retention_curve
 from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines
 from chainprune.run import RunSummary, open_output, require_input
+from chainprune.trace_steps import check_trace_steps
 from chainprune.types import Trace
 
 Track = Callable[[Iterable, int, str], Iterable]  # (items, total, description) -> items, e.g. a progress bar
@@ -124,6 +125,11 @@ def annotated_chains(path: Path) -> tuple[list[tuple[int, Trace]], list[RecordEr
         except ValueError as e:
             errors.append(RecordError(line, str(trace.id), f"not annotated ({e}); run `chainprune annotate` first"))
             continue
+        try:
+            check_trace_steps(trace)
+        except ValueError as e:
+            errors.append(RecordError(line, str(trace.id), f"inconsistent {trace.unit} trace: {e}"))
+            continue
         good.append((line, trace))
     return good, errors
 
@@ -157,7 +163,8 @@ def run_retention(
         failures += errors
         if not records:
             raise ValueError(f"{path} has no annotated traces")
-        chains = [([t.category for t in trace.tokens], trace.deletion_order) for _, trace in records]
+        chains = [([t.category for t in trace.tokens], trace.deletion_order,
+                   None if trace.unit == "token" else trace.step_sizes()) for _, trace in records]
         panels.append((label, chains, max(trace.smallest_keep for _, trace in records)))
         first = first or [trace for _, trace in records]
     for ranker in rankers:
@@ -169,10 +176,14 @@ def run_retention(
     figure_panels = []
     for label, chains, floor in panels:
         grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= floor - 1e-12]
-        lengths = [len(c) for c, _ in chains]
+        lengths = [len(chain[0]) for chain in chains]
         curves: dict[str, list[tuple[float, float]]] = {c: [] for c in CATEGORIES}
-        for point in retention_curve(chains, grid):
-            rows.append({"label": label, "keep": point.keep, "overall_kept": round(overall_kept_fraction(lengths, point.keep), 6),
+        points = retention_curve(chains, grid)
+        kept_share = {r: overall_kept_fraction(lengths, r) for r in grid}
+        if sum(lengths) and any(len(chain) > 2 and chain[2] is not None for chain in chains):  # unit traces: whole units
+            kept_share = {r: sum(p.kept for p in points if p.keep == r) / sum(lengths) for r in grid}
+        for point in points:
+            rows.append({"label": label, "keep": point.keep, "overall_kept": round(kept_share[point.keep], 6),
                          "category": point.category, "tokens": point.tokens, "kept": point.kept,
                          "retention": round(point.retention, 6) if point.tokens else ""})
             if point.tokens:
@@ -221,6 +232,12 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 # ---- dynamics ----
 
+# Rank dynamics asks whether an early ranking of single-token deletions predicts the tokens greedy deletes later;
+# a unit trace's passes rank whole words or sentences, never single tokens, so Hit@|S| over tokens has no meaning.
+UNIT_DYNAMICS = ("a {unit} trace: rank dynamics compares rankings of single-token deletions, and a {unit} prune "
+                 "never ranks single tokens (prune with --unit token for this analysis)")
+
+
 @dataclass
 class DynamicsResult:
     rows: list[dict[str, Any]]  # per transition: mean Hit@|S| over chains
@@ -233,7 +250,8 @@ def run_dynamics(
     traces: Path, out: Path, scores: Path | None = None, fractions: Sequence[float] | None = None
 ) -> DynamicsResult:
     """Hit@|S| of dynamic vs frozen@1.0 vs random rankings, averaged over the chains of `traces` that have
-    saved scores (`chainprune prune --save-scores`). Writes `out`.csv, `out`.png and `out`.svg."""
+    saved scores (`chainprune prune --save-scores`). Writes `out`.csv, `out`.png and `out`.svg. Unit traces
+    (`prune --unit word|sentence`) are refused one by one (`UNIT_DYNAMICS` says why)."""
     from chainprune.analysis.dynamics import chain_dynamics
     from chainprune.data.scores import load_scores, scores_path
 
@@ -248,6 +266,9 @@ def run_dynamics(
     chains = 0
     for line, trace in records:
         trace_id, n = str(trace.id), len(trace.reasoning_ids)
+        if trace.unit != "token":
+            failures.append(RecordError(line, trace_id, UNIT_DYNAMICS.format(unit=trace.unit)))
+            continue
         if trace_id not in saved:
             failures.append(RecordError(line, trace_id, f"no saved scores in {scores}"))
             continue
@@ -270,7 +291,8 @@ def run_dynamics(
                      "dynamic": mean([t.dynamic for t in ts]), "frozen@1.0": mean([t.frozen for t in ts]),
                      "random": mean([t.random for t in ts])})
     if not rows:
-        raise ValueError(f"no chain of {traces} could be analysed")
+        reasons = "".join(f"; {f}" for f in failures[:3]) + ("; ..." if len(failures) > 3 else "")
+        raise ValueError(f"no chain of {traces} could be analysed{reasons}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(out.with_suffix(".csv"), rows)

@@ -106,8 +106,12 @@ def matched_record(
         # The same decoding as a trace's `pruned` text (chainprune.pruning.build_trace).
         return pruner_tokenizer.decode([ids.reasoning_ids[i] for i in kept], clean_up_tokenization_spaces=False)
 
-    matches = match_lengths(ranking.deletion_order, n, lambda kept: count(text_of(kept)), keep)
-    step = {pos: s for s, pos in enumerate(ranking.deletion_order, start=1)}
+    matches = match_lengths(ranking.deletion_order, n, lambda kept: count(text_of(kept)), keep, ranking.boundaries)
+    if ranking.boundaries is None:
+        step = {pos: s for s, pos in enumerate(ranking.deletion_order, start=1)}
+    else:  # an order deleted in steps (a unit trace's): a step's tokens share it, as in the trace
+        ends = ranking.boundaries
+        step = {pos: s for s in range(1, len(ends)) for pos in ranking.deletion_order[ends[s - 1]:ends[s]]}
     return MatchedRecord(
         id=chain_id,
         method=method,
@@ -301,7 +305,10 @@ def run_match(
 
 
 def match_trace(record: dict[str, Any], config: MatchConfig, tokenizer: Callable[[str], Any]) -> dict[str, Any]:
-    """The `MatchedRecord` (as JSON) of a greedy trace record. KeyError names the first field it lacks."""
+    """The `MatchedRecord` (as JSON) of a greedy trace record. KeyError names the first field it lacks.
+
+    A unit trace (`prune --unit word|sentence`) is cut only where a unit ends (a state its greedy run reached);
+    the record keeps its `unit` and `units`, and its tokens their unit steps, so it reads like the trace."""
     # in the order they are needed: the pruner's tokenizer (unless given), the keep fractions (unless given), ...
     needed = ["pruner", "pruned"] if config.pruner_tokenizer is None else ["pruned", "pruner"]
     needed = [k for k in needed if k != "pruned" or not config.keep]
@@ -314,6 +321,8 @@ def match_trace(record: dict[str, Any], config: MatchConfig, tokenizer: Callable
     settings = {"pruner": trace.pruner, "student_tokenizer": config.student_tokenizer, "objective": trace.objective}
     if trace.mode:
         settings["mode"] = trace.mode  # an approximate greedy run stays labelled as one
+    if trace.unit != "token":
+        settings.update(unit=trace.unit, units=trace.units)
     return matched_record("greedy", str(record["id"]), trace.ids, greedy_from_trace(record),
                           tokenizer(config.pruner_tokenizer or trace.pruner), tokenizer(config.student_tokenizer), keep,
                           settings)

@@ -17,6 +17,9 @@ class Ranking:
 
     deletion_order: list[int]
     scores: list[float] | None = None
+    # The prefix lengths of `deletion_order` that are states the method reached, ascending from 0: a unit
+    # trace's step ends (it deleted whole words or sentences). None: every prefix is one.
+    boundaries: list[int] | None = None
 
 
 def order_by_importance(scores: Sequence[float]) -> list[int]:

@@ -6,12 +6,21 @@ from typing import Any
 
 from chainprune.pruning import ChainScorer, greedy_prune
 from chainprune.ranking.base import Ranking, needs
-from chainprune.types import ChainIds
+from chainprune.trace_steps import check_trace_steps, step_ends
+from chainprune.types import ChainIds, Trace
 
 
 def greedy_from_trace(record: dict[str, Any]) -> Ranking:
-    """The deletion order recorded in a trace (it stops at the trace's smallest keep fraction)."""
-    return Ranking(deletion_order=list(record["deletion_order"]))
+    """The deletion order recorded in a trace (it stops at the trace's smallest keep fraction). A unit trace's
+    may be cut only where one of its steps ends (`boundaries`); ValueError if the trace is inconsistent."""
+    if record.get("unit", "token") == "token":
+        return Ranking(deletion_order=list(record["deletion_order"]))
+    trace = Trace.from_json(record, partial=True)
+    try:
+        check_trace_steps(trace)
+    except ValueError as e:
+        raise ValueError(f"cannot cut this {trace.unit} trace at its steps: {e}") from None
+    return Ranking(deletion_order=list(trace.deletion_order), boundaries=step_ends(trace))
 
 
 @needs("causal_lm")

@@ -18,7 +18,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
+from itertools import accumulate
 from typing import Any
+
+from chainprune.trace_steps import check_unit_steps
 
 # The six functional categories of the paper (section 5.1), in its tie-break priority order; the page colours
 # them with fixed colours and any other category name with further ones.
@@ -39,7 +42,8 @@ def viewer_example(record: Any) -> dict[str, Any]:
     """The compact form the page reads of one trace record; ValueError says what is wrong with it.
 
     Only `id` and `tokens` (each with `text` and `deleted_step`) are required; `deletion_order`,
-    `objective_values`, `pruned` and a token's `category` are used when present.
+    `objective_values`, `pruned` and a token's `category` are used when present. A unit trace (`unit` word or
+    sentence) also needs its `units`; its `deletions` then count unit steps and `ends[s]` the tokens they delete.
     """
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
@@ -67,7 +71,15 @@ def viewer_example(record: Any) -> dict[str, Any]:
     deleted = sorted(s for s in steps if s is not None)
     deletions = len(deleted)
     order = record.get("deletion_order")
-    if order is not None:
+    unit = record.get("unit", "token")
+    ends = None
+    if unit != "token":
+        # One step deletes a whole word or sentence: the page moves by steps and cuts keep fractions at their ends.
+        if order is not None and not (isinstance(order, list) and all(isinstance(p, int) for p in order)):
+            raise ValueError("field 'deletion_order' must be a list of positions")
+        sizes = check_unit_steps(unit, record.get("units"), steps, order)
+        deletions, ends = len(sizes), list(accumulate(sizes, initial=0))
+    elif order is not None:
         if not isinstance(order, list) or len(order) != deletions:
             raise ValueError(f"deletion_order has {len(order) if isinstance(order, list) else 'no'} entries "
                              f"but {deletions} tokens have a deleted_step")
@@ -86,6 +98,8 @@ def viewer_example(record: Any) -> dict[str, Any]:
         **_keep_fractions(record.get("pruned"), len(texts)),
         "info": {k: record[k] for k in ("objective", "pruner", "engine", "method", "mode") if record.get(k) is not None},
     }
+    if ends is not None:
+        example.update(unit=unit, ends=ends)  # ends[s]: tokens deleted after s steps
     if any(c is not None for c in categories):
         example["categories"] = categories
     return example

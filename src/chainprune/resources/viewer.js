@@ -25,6 +25,7 @@
     current: -1,
     columns: [],      // one per source: {trace, spans, ...} or {trace: null}
     reference: 0,     // the slider counts deletions of a chain this long (the longest shown)
+    single: null,     // the one trace shown, if only one: then the slider counts its steps (a unit trace's are words or sentences)
     sliderMax: 0,
     keep: { num: 1, den: 1 },  // the keep fraction shown, exactly (a slider position or a trace's own key)
     keepKey: null,    // the `pruned` key picked with a button, if any
@@ -119,6 +120,7 @@
     $("columns").replaceChildren(...state.columns.map((c) => c.root));
     const present = state.columns.filter((c) => c.trace);
     state.reference = Math.max(0, ...present.map((c) => c.trace.n));
+    state.single = present.length === 1 ? present[0].trace : null;
     state.sliderMax = sliderMax(present.map((c) => c.trace));
     const slider = $("slider");
     slider.max = String(state.sliderMax);
@@ -146,15 +148,26 @@
     return keep.den === 0 ? 0 : trace.n - Math.floor((trace.n * keep.num) / keep.den);
   }
 
-  function deletionsAt(trace, keep, key) {
-    return Math.min(trace.deletions, wantedDeletions(trace, keep, key));
+  // Tokens a trace has deleted after `steps` of its steps: one per step, or, for a unit trace, whole words or
+  // sentences (`ends`).
+  function tokensAfter(trace, steps) {
+    return trace.ends ? trace.ends[steps] : steps;
   }
 
-  // Where the slider stands for the current keep fraction: a single trace's own deletion count, or the
+  // Steps a trace makes at keep fraction `keep`: the fewest that delete the tokens it wants (all its steps at
+  // most), so a unit trace is cut only where one of its words or sentences ends.
+  function deletionsAt(trace, keep, key) {
+    const wanted = wantedDeletions(trace, keep, key);
+    if (!trace.ends) return Math.min(trace.deletions, wanted);
+    let s = 0;
+    while (s < trace.deletions && trace.ends[s] < wanted) s++;
+    return s;
+  }
+
+  // Where the slider stands for the current keep fraction: a single trace's own step count, or the
   // deletions of the longest chain shown.
   function currentPosition() {
-    const present = state.columns.filter((c) => c.trace);
-    if (present.length === 1) return deletionsAt(present[0].trace, state.keep, state.keepKey);
+    if (state.single) return deletionsAt(state.single, state.keep, state.keepKey);
     return keepToPosition(state.keep);
   }
 
@@ -164,6 +177,8 @@
   }
 
   function positionToKeep(position) {
+    const t = state.single;
+    if (t) return { num: t.n - tokensAfter(t, Math.min(position, t.deletions)), den: t.n };
     return { num: state.reference - position, den: state.reference };
   }
 
@@ -234,6 +249,7 @@
     if (info.pruner) details.push("pruner " + info.pruner);
     if (info.engine) details.push("engine " + info.engine);
     if (info.mode) details.push("APPROXIMATE " + JSON.stringify(info.mode));
+    if (trace.unit) details.push("deleted by " + trace.unit);
     details.push(trace.n + " reasoning tokens");
     root.append(el("div", "info", details.join(" · ")));
     const stats = el("div", "stats");
@@ -242,7 +258,8 @@
     const spans = trace.texts.map((text, i) => {
       const span = el("span", "tok", text);
       const step = trace.steps[i];
-      let title = "position " + i + (step === null ? ", kept to the end" : ", deleted at step " + step);
+      let title = "position " + i + (step === null ? ", kept to the end"
+        : ", deleted " + (trace.unit ? "with its " + trace.unit + " " : "") + "at step " + step);
       const cat = trace.categories ? trace.categories[i] : null;
       if (cat !== null && cat !== undefined) {
         span.classList.add("cat");
@@ -258,7 +275,8 @@
     root.append(stats, note, tokens, catStats, el("div", "section-label", "kept text"), kept);
     const chart = buildChart(trace);
     if (chart) {
-      root.append(el("div", "section-label", "objective" + (info.objective ? " (" + info.objective + ")" : "") + " by deletion step"), chart.svg);
+      root.append(el("div", "section-label", "objective" + (info.objective ? " (" + info.objective + ")" : "")
+        + " by " + (trace.unit ? trace.unit + " " : "") + "deletion step"), chart.svg);
     } else {
       root.append(el("div", "section-label", "no objective values in this trace"));
     }
@@ -295,7 +313,7 @@
     root.append(svg("path", { class: "line", d: path }));
     const texts = [
       [fmt(hi, 1), left - 4, top + 8, "end"], [fmt(lo, 1), left - 4, H - bottom, "end"],
-      ["0", left, H - 4, "start"], [String(last), W - right, H - 4, "end"], ["deletions", (left + W) / 2, H - 4, "middle"],
+      ["0", left, H - 4, "start"], [String(last), W - right, H - 4, "end"], [(trace.unit ? trace.unit + " " : "") + "deletions", (left + W) / 2, H - 4, "middle"],
     ];
     for (const [content, tx, ty, anchor] of texts) {
       const t = svg("text", { x: tx, y: ty, "text-anchor": anchor });
@@ -313,10 +331,11 @@
     if (state.keepKey === null) state.keep = positionToKeep(position);
     for (const c of state.columns) if (c.trace) updateColumn(c);
     const n = state.reference;
-    const r = state.keepKey !== null ? Number(state.keepKey) : n ? (n - position) / n : 1;
+    const r = state.keepKey !== null ? Number(state.keepKey) : state.keep.den ? state.keep.num / state.keep.den : 1;
+    const unit = state.single && state.single.unit ? state.single.unit + " " : "";
     $("slider-label").textContent = multi
       ? "keep " + fmt(r, 3) + (state.keepKey !== null ? "" : " (" + (n - position) + " of " + n + " tokens of the longest)")
-      : position + " of " + state.sliderMax + " deletions · keep " + fmt(r, 3);
+      : position + " of " + state.sliderMax + " " + unit + "deletions · keep " + fmt(r, 3);
     for (const button of $("keep-buttons").children) {
       button.setAttribute("aria-pressed", String(button.dataset.keep === state.keepKey));
     }
@@ -341,11 +360,13 @@
     }
     c.kept.textContent = keptTexts.join("");
     c.root.dataset.deletions = String(d);
+    const gone = tokensAfter(t, d), last = tokensAfter(t, t.deletions);
+    const unit = t.unit ? t.unit + " " : "";
     const value = t.objective_values && d < t.objective_values.length ? t.objective_values[d] : null;
-    c.stats.textContent = "kept " + (t.n - d) + " of " + t.n + " tokens (keep " + fmt(t.n ? (t.n - d) / t.n : 1, 3) + ") · deletion "
-      + d + " of " + t.deletions + (value !== null ? " · objective " + fmt(value, 2) : "");
-    c.note.textContent = wantedDeletions(t, state.keep, state.keepKey) > t.deletions
-      ? "this trace stops after " + t.deletions + " deletions (keep " + fmt((t.n - t.deletions) / t.n, 3) + ")" : "";
+    c.stats.textContent = "kept " + (t.n - gone) + " of " + t.n + " tokens (keep " + fmt(t.n ? (t.n - gone) / t.n : 1, 3) + ") · "
+      + unit + "deletion " + d + " of " + t.deletions + (value !== null ? " · objective " + fmt(value, 2) : "");
+    c.note.textContent = wantedDeletions(t, state.keep, state.keepKey) > last
+      ? "this trace stops after " + t.deletions + " " + unit + "deletions (keep " + fmt((t.n - last) / t.n, 3) + ")" : "";
     c.catStats.textContent = [...catTotal.keys()].sort((a, b) => a - b)
       .map((cat) => meta.categories[cat] + " " + (catKept.get(cat) || 0) + "/" + catTotal.get(cat)).join(" · ");
     if (c.chart) {
