@@ -183,7 +183,11 @@ def show(
         if any(r < trace.smallest_keep for r in fractions):
             raise typer.BadParameter(f"trace {trace.id!r} was pruned only down to keep {trace.smallest_keep}",
                                      param_hint="--keep")
-        out_console.print(trace_table(trace, fractions, plain=_plain()))
+        try:
+            table = trace_table(trace, fractions, plain=_plain())
+        except ValueError as e:
+            fail(f"{traces}: trace {trace.id!r}: {e}")
+        out_console.print(table)
 
 
 def compare(
