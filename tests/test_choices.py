@@ -1,9 +1,12 @@
-"""The CLI's choices come from `chainprune.choices` (no torch), so `--help` is fast: the registries that hold the
-objects agree with those names, importing the CLI loads neither torch nor transformers, the package's public
-names resolve on first use, and every command's help is written paragraphs."""
+"""The CLI's choices come from `chainprune.choices` (no torch), so `--help` is fast: the engine and ranker
+registries there point at objects of their kind, every engine defined is registered, the other layers take their
+names from there, importing the CLI loads neither torch nor transformers, the package's public names resolve on
+first use, and every command's help is written paragraphs."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import subprocess
 import sys
 
@@ -16,12 +19,35 @@ from chainprune.cli import app
 from chainprune.cli.common import written
 
 
-def test_registries_agree_with_the_names_the_cli_offers():
+def test_each_registry_line_points_at_an_object_of_its_kind():
+    from chainprune import ranking, scoring
+    from chainprune.ranking.base import RANKER_MODELS
+
+    for name, where in choices.ENGINES.items():
+        engine = choices.load(where)
+        assert isinstance(engine, scoring.Engine) and engine.name == name, where
+        assert scoring.ENGINES[name] is engine
+    for name, where in choices.RANKERS.items():
+        ranker = choices.load(where)
+        assert callable(ranker) and ranker.needs in RANKER_MODELS, where
+        assert ranking.RANKERS[name] is ranker and ranking.RANKER_NEEDS[name] == ranker.needs
+    assert ranking.get_ranker("h2o") is ranking.RANKERS["h2o"]
+
+
+def test_every_engine_defined_is_registered():
+    from chainprune import scoring
+
+    defined = set()
+    for info in pkgutil.walk_packages(scoring.__path__, "chainprune.scoring."):
+        module = importlib.import_module(info.name)
+        defined |= {id(value) for value in vars(module).values() if isinstance(value, scoring.Engine)}
+    assert defined == {id(engine) for engine in scoring.ENGINES.values()}
+
+
+def test_other_layers_take_their_names_from_choices():
     from chainprune import generation, models, ranking, scoring
     from chainprune.models import gguf
 
-    assert tuple(scoring.ENGINES) == choices.ENGINES
-    assert tuple(ranking.RANKERS) == choices.RANKERS == tuple(ranking.RANKER_NEEDS)
     assert tuple(generation.BACKENDS) == choices.BACKENDS
     assert tuple(models.DTYPES) == choices.DTYPES
     assert tuple(models.DEVICES) == choices.DEVICES

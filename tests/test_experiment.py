@@ -13,7 +13,7 @@ pytest.importorskip("trl", reason="experiment tests need the train extra (trl, p
 
 from conftest import GSM8K, make_model  # noqa: E402
 
-from chainprune.pipelines.experiment import gsm8k_solution_chain, parse_config, run_experiment  # noqa: E402
+from chainprune.pipelines.experiment import gsm8k_solution_chain, load_config, parse_config, run_experiment  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +120,20 @@ def test_an_interrupted_stage_resumes(tiny_dir, data_file, tmp_path):
 def test_config_errors_say_what_is_wrong(change, message):
     with pytest.raises(ValueError, match=message):
         parse_config({**{"teacher": "solutions"}, **change})
+
+
+@pytest.mark.parametrize("text, kind", [("- teacher: solutions\n", "list"), ("just words\n", "str")])
+def test_a_yaml_file_that_is_not_a_mapping_is_refused_by_name(tmp_path, text, kind):
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"grid\.yaml: not an experiment config \(its top level is a {kind}"):
+        load_config(path)
+
+
+def test_an_empty_yaml_file_is_every_default(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("")
+    assert load_config(path, {"keep": [0.5]}) == parse_config({"keep": [0.5]})
 
 
 def test_gsm8k_solution_chain_strips_calculator_notes():

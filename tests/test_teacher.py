@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 
@@ -212,8 +213,8 @@ def test_cli_teacher_and_evaluate_end_to_end_with_a_tiny_model(tmp_path, tiny_pr
     from chainprune.cli import app
 
     model_dir = tmp_path / "tiny"
-    tiny_pruner.model.to(torch.float32).save_pretrained(model_dir)
-    tiny_pruner.model.to(torch.float64)
+    # A float32 copy: converting the shared model there and back would round its weights for every later test.
+    copy.deepcopy(tiny_pruner.model).to(torch.float32).save_pretrained(model_dir)
     tiny_tokenizer.save_pretrained(model_dir)
     data = write_gsm8k(tmp_path, 4)
     out = tmp_path / "chains.jsonl"

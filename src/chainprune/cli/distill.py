@@ -245,8 +245,6 @@ def experiment(
 
     try:
         config = load_config(config_file, {"threads": threads} if threads else None)
-    except TypeError as e:  # YAML that is not a mapping of settings (load_config lets this through)
-        fail(f"{config_file}: not an experiment config ({e})")
     except (ValueError, ImportError, OSError) as e:
         fail(str(e))
     try:

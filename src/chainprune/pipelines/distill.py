@@ -193,10 +193,7 @@ def run_distill(
 ) -> DistillSummary:
     """Train, evaluate every checkpoint on the dev set, keep the best. Raises ValueError for unusable
     settings or files; bad records are reported in the summary and left out."""
-    from chainprune.models import load_model
-    from chainprune.models.adapters import set_adapter_base
-    from chainprune.tasks import get_task
-    from chainprune.training.sft import distill, require_train_extra
+    from chainprune.training.sft import require_train_extra
 
     config.validate()
     require_train_extra()
@@ -205,8 +202,25 @@ def run_distill(
         if path is not None:
             require_input(path)
     say = log or (lambda message: None)
-    settings_file = out_dir / "distill"
     started = time.perf_counter()
+    finished = open_out_dir(out_dir, config, resume, overwrite)
+    if finished is not None:
+        say(f"{out_dir}: already trained and chosen ({finished.best}); nothing to do")
+        return finished
+    summary, checkpoints = train_student(train_path, chains_path, out_dir, config, resume, say, progress_bar)
+    choose_checkpoint(summary, checkpoints, out_dir, config, say, progress)
+    summary.seconds = time.perf_counter() - started
+    summary.done = True
+    summary_path(out_dir).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    return summary
+
+
+def open_out_dir(out_dir: Path, config: DistillConfig, resume: bool, overwrite: bool) -> DistillSummary | None:
+    """Everything before training, for an output that is a folder (checkpoints the trainer resumes, dev
+    evaluations that resume themselves): refuse a folder that holds anything unless resuming or overwriting;
+    when overwriting, clear what a run writes there; when resuming, refuse settings that differ from those saved
+    and return the saved summary of a finished run. Then save the run's settings (`DIR/distill.config.json`)."""
+    settings_file = out_dir / "distill"
     if out_dir.exists() and any(out_dir.iterdir()) and not (resume or overwrite):
         raise ValueError(f"{out_dir} is not empty: pass --resume to continue it or --overwrite to replace it")
     if overwrite and not resume:
@@ -216,14 +230,33 @@ def run_distill(
             item.unlink(missing_ok=True)
     if resume:
         check_resume_settings(settings_file, asdict(config), DistillConfig.RESULT_FIELDS)
-        if summary_path(out_dir).exists():
-            saved = json.loads(summary_path(out_dir).read_text())
-            if saved.get("done"):
-                say(f"{out_dir}: already trained and chosen ({saved.get('best')}); nothing to do")
-                failures = [RecordError(f["line"], f["id"], f["error"]) for f in saved.pop("failures", [])]
-                return DistillSummary(**{**saved, "failures": failures})
+        finished = finished_summary(out_dir)
+        if finished is not None:
+            return finished
     out_dir.mkdir(parents=True, exist_ok=True)
     save_settings(settings_file, asdict(config))
+    return None
+
+
+def finished_summary(out_dir: Path) -> DistillSummary | None:
+    """The summary a finished run left in `out_dir`; None when there is none or the run did not finish."""
+    if not summary_path(out_dir).exists():
+        return None
+    saved = json.loads(summary_path(out_dir).read_text())
+    if not saved.get("done"):
+        return None
+    failures = [RecordError(f["line"], f["id"], f["error"]) for f in saved.pop("failures", [])]
+    return DistillSummary(**{**saved, "failures": failures})
+
+
+def train_student(train_path: Path | None, chains_path: Path, out_dir: Path, config: DistillConfig, resume: bool,
+                  say: Callable[[str], None], progress_bar: bool) -> tuple[DistillSummary, list[tuple[int, Path]]]:
+    """Build the SFT examples (written to `OUT/train.jsonl`) and train; the summary so far and the
+    checkpoints saved, as (step, folder)."""
+    from chainprune.models import load_model
+    from chainprune.models.adapters import set_adapter_base
+    from chainprune.tasks import get_task
+    from chainprune.training.sft import distill
 
     task = get_task(config.dataset)
     student = load_model(config.student, dtype=config.dtype, device=config.device)
@@ -245,8 +278,15 @@ def run_distill(
     for _, path in result.checkpoints:
         if config.sft.lora:
             set_adapter_base(path, config.student)
+    return summary, result.checkpoints
 
-    for step, path in result.checkpoints:
+
+def choose_checkpoint(summary: DistillSummary, checkpoints: list[tuple[int, Path]], out_dir: Path,
+                      config: DistillConfig, say: Callable[[str], None],
+                      progress: Callable[[int, int], None] | None) -> None:
+    """Evaluate every checkpoint on the dev set (when there is one) into `summary.checkpoints`, choose one and
+    copy it, without the trainer's state, to `OUT/best`."""
+    for step, path in checkpoints:
         entry: dict[str, Any] = {"step": step, "path": str(path)}
         if config.dev_split is not None:
             say(f"dev evaluation of {path.name}")
@@ -260,10 +300,6 @@ def run_distill(
     shutil.rmtree(best, ignore_errors=True)
     shutil.copytree(summary.chosen["path"], best, ignore=shutil.ignore_patterns(*TRAINER_STATE_FILES))
     summary.best = str(best)
-    summary.seconds = time.perf_counter() - started
-    summary.done = True
-    summary_path(out_dir).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-    return summary
 
 
 def _mean_reasoning_tokens(tokenizer: Any, examples: list[dict[str, Any]]) -> float:

@@ -4,20 +4,21 @@ A ranker takes a chain tokenized once in context by the pruner (`chainprune.chai
 model it needs (`RANKER_NEEDS` says which) and a seed, and returns a `Ranking`: every reasoning position,
 least important (deleted first) to most. Ties always go to the smallest position. `matching` then cuts
 any deletion order at matched student-token lengths.
+
+`RANKERS` maps each name to its ranker, loaded from the registry in `chainprune.choices` (name -> where the
+function lives, kept there so the CLI lists the names without importing torch).
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+from chainprune import choices
 from chainprune.choices import DEFAULT_CLASSIFIER
 from chainprune.ranking.base import Ranking, order_by_importance
-from chainprune.ranking.greedy import greedy, greedy_from_trace
-from chainprune.ranking.h2o import h2o
-from chainprune.ranking.surprisal import surprisal
-from chainprune.ranking.surrogate import SurrogateModel, surrogate
-from chainprune.ranking.tokenskip import TokenClassifier, tokenskip
-from chainprune.ranking.uniform import uniform
+from chainprune.ranking.greedy import greedy_from_trace
+from chainprune.ranking.surrogate import SurrogateModel
+from chainprune.ranking.tokenskip import TokenClassifier
 from chainprune.types import ChainIds
 
 
@@ -26,14 +27,7 @@ class Ranker(Protocol):
         """Deletion order over `ids.reasoning_ids` positions, least important first."""
 
 
-RANKERS: dict[str, Ranker] = {
-    "uniform": uniform,
-    "surprisal": surprisal,
-    "h2o": h2o,
-    "tokenskip": tokenskip,
-    "greedy": greedy,
-    "surrogate": surrogate,
-}
+RANKERS: dict[str, Ranker] = {name: choices.load(where) for name, where in choices.RANKERS.items()}
 
 # What each ranker's `model` argument is, as the ranker declares it (`ranking.base.needs`).
 RANKER_NEEDS: dict[str, str | None] = {name: ranker.needs for name, ranker in RANKERS.items()}

@@ -33,7 +33,7 @@ RANKER_MODELS = (None, "causal_lm", "token_classifier", "surrogate")
 def needs(model: str | None):
     """Declare what a ranker's `model` argument is: nothing (None), the pruner (`causal_lm`), LLMLingua-2's
     classifier (`token_classifier`) or the pruner with a trained attention surrogate (`surrogate`). The
-    pipelines load it from that; a ranker is then registered by its one line in `RANKERS`."""
+    pipelines load it from that; a ranker is then registered by its one line in `choices.RANKERS`."""
     if model not in RANKER_MODELS:
         raise ValueError(f"unknown ranker model {model!r}")
 

@@ -1,28 +1,24 @@
 """Scoring engines: given the current chain, the objective of every single-token deletion.
 
 An engine is an `Engine` (`scoring.engine`): a name, the capabilities it declares, and a `score` function
-`(model, ids, objective, max_batch_tokens, stats, positions=None, ...) -> (base, candidates)`. `ENGINES` is the
-registry: adding an engine is its module, declaring its `Engine`, plus its line here. Callers ask an engine what
-it can do (`reuses_forward`, `keeps_suffixes`, `runs_packs`, `estimates`), never which one it is.
+`(model, ids, objective, max_batch_tokens, stats, positions=None, ...) -> (base, candidates)`. `ENGINES` maps
+each name to its `Engine`, loaded from the registry in `chainprune.choices` (name -> where the `Engine` lives,
+kept there so the CLI lists the names without importing torch): adding an engine is its module, declaring its
+`Engine`, plus its line in `choices.ENGINES`. Callers ask an engine what it can do (`reuses_forward`,
+`keeps_suffixes`, `runs_packs`, `estimates`), never which one it is.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from chainprune import choices
 from chainprune.choices import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.scoring.engine import Engine
 from chainprune.scoring.logprobs import ForwardStats
-from chainprune.scoring.naive import NAIVE
 from chainprune.scoring.objectives import objective_start, reference_objective, sequence_objectives
-from chainprune.scoring.packed import PACKED
-from chainprune.scoring.prefix import PREFIX
 
-ENGINES: dict[str, Engine] = {
-    "prefix": PREFIX,
-    "packed": PACKED,
-    "naive": NAIVE,
-}
+ENGINES: dict[str, Engine] = {name: choices.load(where) for name, where in choices.ENGINES.items()}
 
 
 def get_engine(name: str | Engine) -> Engine:

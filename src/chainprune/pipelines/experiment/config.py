@@ -239,12 +239,17 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """The experiment in a YAML file (an empty file: every default), `overrides` replacing its settings.
+    ValueError naming the file when it is not YAML or its top level is not a mapping of settings."""
     import yaml
 
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"{path}: not an experiment config (its top level is a {type(raw).__name__}, "
+                         "not a mapping of settings)")
     return parse_config({**(raw or {}), **(overrides or {})})
 
 
