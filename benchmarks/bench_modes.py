@@ -132,6 +132,11 @@ def measure_naive_rate(traces: list[dict], every: int) -> tuple[float, int, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=8)
+    parser.add_argument("--chains", type=Path, default=None,
+                        help="prune these chains (JSONL) instead of GSM8K worked solutions; --examples etc. are ignored")
+    parser.add_argument("--reference-seconds", type=float, default=None,
+                        help="with --chains: the reference traces already in --work-dir (e.g. from a resumable "
+                             "`chainprune prune`) are reused, and this is their wall time")
     parser.add_argument("--max-reasoning", type=int, default=60, help="longest reasoning kept, in words")
     parser.add_argument("--min-reasoning", type=int, default=0, help="shortest reasoning kept, in words")
     parser.add_argument("--modes", nargs="+", default=MODES, type=mode_name,
@@ -154,7 +159,12 @@ def main() -> None:
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     chains = args.work_dir / "chains.jsonl"
-    write_chains(chains, args.examples, args.max_reasoning, args.seed, args.min_reasoning)
+    if args.chains is not None:
+        if args.chains.resolve() != chains.resolve():
+            chains.write_text(args.chains.read_text())
+        args.examples, args.max_reasoning, args.min_reasoning = len(chains.read_text().splitlines()), None, None
+    else:
+        write_chains(chains, args.examples, args.max_reasoning, args.seed, args.min_reasoning)
     previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
     chosen = (args.examples, args.max_reasoning, args.min_reasoning)
     if previous and (previous["examples"], previous["max_reasoning_words"], previous.get("min_reasoning_words", 0)) != chosen:
@@ -162,6 +172,11 @@ def main() -> None:
     results = dict(previous["modes"]) if previous else {}
     ref = args.reference
     reuse_exact = args.merge and ref in results and (args.work_dir / f"{ref}.jsonl").exists()
+    if args.reference_seconds is not None and ref not in results:
+        traces = [json.loads(line) for line in (args.work_dir / f"{ref}.jsonl").open()]
+        results[ref] = {"seconds": args.reference_seconds, "token_forwards": sum(t["token_forwards"] for t in traces),
+                        "examples": len(traces), "engine": ref, "run": "resumable `chainprune prune`, wall time as given"}
+        reuse_exact = True
     for name in ([ref] if not reuse_exact else []) + [m for m in args.modes if m != ref]:
         # The reference also keeps every pass's exact candidate scores (<ref>.jsonl.scores.jsonl), for studying
         # screening rules along the exact trajectory; writing them costs nothing measurable.
@@ -207,6 +222,7 @@ def main() -> None:
         "examples": args.examples,
         "max_reasoning_words": args.max_reasoning,
         "min_reasoning_words": args.min_reasoning,
+        "chains": str(args.chains) if args.chains else None,
         "modes": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -479,3 +479,17 @@ def test_packs_run_as_one_attend_as_each_alone(monkeypatch):
         alone = pack.layout.attend(query[:, :, rows], key[:, :, own_keys], value[:, :, own_keys], 0.3)
         torch.testing.assert_close(structured[:, rows], alone, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(dense[:, rows], alone, rtol=1e-12, atol=1e-12)
+
+
+def test_ties_between_candidates_scored_in_separate_calls_go_to_the_smallest_position(tiny_tokenizer):
+    # With weights rounded to float32 (scored in float64), deleting either of two equal neighbouring tokens
+    # (43 and 44 of this chain) ties exactly, yet the margin's widening scores them in separate calls, where
+    # rounding differs in the last bits: the tie must still go to 43, as exact greedy's does.
+    from chainprune.models import LoadedModel
+
+    model = make_model(len(tiny_tokenizer), dtype=torch.float32).to(torch.float64)
+    pruner = LoadedModel(model=model, tokenizer=tiny_tokenizer, name="rounded")
+    exact = prune_chain(pruner, CHAINS[1], keep=[0.6], engine="packed")
+    approx = prune_chain(pruner, CHAINS[1], keep=[0.6], engine="packed",
+                         approximation=Approximation(screen=1, lookahead=2, margin=1e9))
+    assert approx.deletion_order == exact.deletion_order

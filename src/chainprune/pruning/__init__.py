@@ -53,6 +53,9 @@ class ChainScorer:
         # an engine that keeps suffixes when a whole pass's suffixes fit in `suffix_budget`, and always once
         # estimates are asked for
         self._partials: dict[int, Any] | None = None
+        # exact scores already returned for the chain at these remaining units (a pass may score in several
+        # calls): ties between equal neighbours are made with them too
+        self._scored: tuple[tuple[int, ...], dict[int, float]] = ((), {})
 
     def _tokens(self, remaining: Sequence[int]) -> list[int]:
         """The reasoning tokens of the remaining units, in order."""
@@ -113,7 +116,12 @@ class ChainScorer:
             self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions, current=current,
             best=self._best, partials=self._partials, spans=self._spans(remaining),
         )
-        return base, tie_repeated_tokens(self._keys(remaining), scores)
+        if self._scored[0] != tuple(remaining):
+            self._scored = (tuple(remaining), {})
+        known = self._scored[1]
+        scores = tie_repeated_tokens(self._keys(remaining), scores, known)
+        known.update((k, float(v)) for k, v in enumerate(scores.tolist()) if v == v)
+        return base, scores
 
     def estimates(self, remaining: Sequence[int], lookahead: int, subset: Sequence[int] | None = None) -> torch.Tensor:
         ids = self._at(remaining)
@@ -157,21 +165,30 @@ def suffix_bytes(chain: CurrentChain, m: int) -> int:
     return per_token * sum(max(0, length - i) for i in range(m))
 
 
-def tie_repeated_tokens(reasoning_ids: Sequence[Any], scores: torch.Tensor) -> torch.Tensor:
+def tie_repeated_tokens(
+    reasoning_ids: Sequence[Any], scores: torch.Tensor, known: dict[int, float] | None = None
+) -> torch.Tensor:
     """Deleting either of two equal neighbouring tokens (or units: tuples of token ids) leaves the same
-    sequence, so the two candidates are exactly tied. Engines compute them along different paths (rounding may differ in the last bits); copying
-    the first score of each run of equal tokens over the run makes the tie exact, so it always goes to the
-    smallest position whatever the engine. (Unscored candidates are NaN; a run takes its first scored value.)"""
+    sequence, so the two candidates are exactly tied. Engines compute them along different paths (rounding may
+    differ in the last bits); copying the first score of each run of equal tokens over the run makes the tie
+    exact, so it always goes to the smallest position whatever the engine. (Unscored candidates are NaN; a run
+    takes its first scored value, or the value `known` holds for one of its candidates: scores given earlier
+    for the same chain, already tied.)"""
     scores = scores.clone()
+    known = known or {}
     k = 0
     while k < len(reasoning_ids):
         end = k + 1
         while end < len(reasoning_ids) and reasoning_ids[end] == reasoning_ids[k]:
             end += 1
-        run = scores[k:end]
-        scored = run[~torch.isnan(run)]
-        if end - k > 1 and scored.numel():
-            scores[k:end] = scored[0]
+        if end - k > 1:
+            earlier = [known[j] for j in range(k, end) if j in known]
+            run = scores[k:end]
+            scored = run[~torch.isnan(run)]
+            if earlier:
+                scores[k:end] = earlier[0]
+            elif scored.numel():
+                scores[k:end] = scored[0]
         k = end
     return scores
 

@@ -1,17 +1,19 @@
 """Datasets as tasks: loader, prompt and answer checker per dataset, in a plain registry.
 
-`TASKS` maps a dataset name to its `Task`; `get_task` fails with the known names. Each module holds its
+`TASKS` maps a dataset name to its `Task`, from the modules named in `MODULES`; `get_task` fails with the
+known names. Each module holds its
 dataset's loader, prompt and grader (see `chainprune.tasks.base` for what they share).
 """
 
 from __future__ import annotations
 
 import difflib
+from importlib import import_module
 
-from chainprune.tasks import gsm8k, math500, mmlu_pro
 from chainprune.tasks.base import Example, Graded, Task, load_examples
 
-TASKS: dict[str, Task] = {task.name: task for task in (gsm8k.TASK, math500.TASK, mmlu_pro.TASK)}
+MODULES = ("gsm8k", "math500", "mmlu_pro")  # the registry: modules of chainprune.tasks, each defining its TASK
+TASKS: dict[str, Task] = {task.name: task for task in (import_module(f"chainprune.tasks.{m}").TASK for m in MODULES)}
 ALIASES = {"math": "math500", "math-500": "math500", "mmlu_pro": "mmlu-pro", "mmlupro": "mmlu-pro"}
 
 
