@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/chainprune-surrogate-scale"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--score-only-cached", action="store_true", help="fail instead of scoring a missing chain")
+    parser.add_argument("--settings", metavar="HIDDEN,WEIGHT_DECAY,EPOCHS",
+                        help="skip the grid: train the attention-only surrogate with these settings on every training chain")
+    parser.add_argument("--save", type=Path, help="with --settings: save that surrogate here (for `baseline surrogate`)")
     args = parser.parse_args()
 
     from chainprune.analysis.surrogate import train_surrogate
@@ -134,7 +137,18 @@ def main() -> None:
     result["no_training"]["attention received, mean over heads"] = summary(
         pearsons([-i["attention"].mean(1) for i in test], targets))
     print(json.dumps(result["no_training"], indent=1), flush=True)
-    for kind in ("attention", "attention+logprob+position"):
+    if args.settings:
+        hidden, weight_decay, epochs = args.settings.split(",")
+        row = {"features": "attention", "hidden": int(hidden), "weight_decay": float(weight_decay), "epochs": int(epochs)}
+        surrogate = train_surrogate([i["attention"] for i in train], [i["target"] for i in train], hidden=row["hidden"],
+                                    epochs=row["epochs"], weight_decay=row["weight_decay"], seed=0)
+        result["given settings"] = {"settings": row, "test": summary(pearsons([surrogate.predict(i["attention"]) for i in test], targets)),
+                                    "train": summary(pearsons([surrogate.predict(i["attention"]) for i in train], [i["target"] for i in train]))}
+        result["test_ids"] = [c["id"] for c in chains[args.train :]]
+        print(json.dumps(result["given settings"]), flush=True)
+        if args.save:
+            surrogate.save(args.save)
+    for kind in ("attention", "attention+logprob+position") if not args.settings else ():
         best = None
         for hidden in (16, 64, 256):
             for weight_decay in (1e-4, 1e-2, 1e-1):

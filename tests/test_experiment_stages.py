@@ -95,4 +95,4 @@ def test_the_resolved_config_reads_back_as_the_same_experiment():
         "model": "smollm2-135m", "name": "p2", "objective": "joint", "engine": "packed",
         "max_batch_tokens": DEFAULT_MAX_BATCH_TOKENS,
         "per_step": 2, "screen": 4, "refresh": 10, "lookahead": 8, "margin": 2.0, "save_scores": False,
-        "surrogate": None, "batch_chains": 1, "floor": 0.3}
+        "surrogate": None, "batch_chains": 1, "unit": "token", "floor": 0.3}

@@ -29,7 +29,7 @@ from chainprune.pipelines.experiment.config import (
 # Pruner settings that change only speed and memory, not the traces: left out of the traces stage's key.
 SPEED_ONLY = ("max_batch_tokens", "batch_chains")
 # Pruner settings keyed only away from these values: at them a pruner prunes as one keyed without them.
-KEYED_WHEN_SET = {"margin": None, "surrogate": None, "save_scores": False}
+KEYED_WHEN_SET = {"margin": None, "surrogate": None, "save_scores": False, "unit": "token"}
 
 
 def digest(value: Any) -> str:
