@@ -1,7 +1,8 @@
-"""Scoring engines: given the current chain, the objective of every single-token deletion.
+"""Scoring engines: given the current chain, the objective after every candidate deletion (of one reasoning
+token, or of a span of them for word and sentence units).
 
 An engine is an `Engine` (`scoring.engine`): a name, the capabilities it declares, and a `score` function
-`(model, ids, objective, max_batch_tokens, stats, positions=None, ...) -> (base, candidates)`. `ENGINES` maps
+`(model, ids, objective, max_batch_tokens, stats, positions=None, ..., spans=None) -> (base, candidates)`. `ENGINES` maps
 each name to its `Engine`, loaded from the registry in `chainprune.choices` (name -> where the `Engine` lives,
 kept there so the CLI lists the names without importing torch): adding an engine is its module, declaring its
 `Engine`, plus its line in `choices.ENGINES`. Callers ask an engine what it can do (`reuses_forward`,
