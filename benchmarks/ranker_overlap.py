@@ -51,7 +51,7 @@ def main() -> None:
     traces = [Trace.from_json(json.loads(line)) for line in args.exact.read_text().splitlines() if line.strip()]
     traces = [t for t in traces if t.id not in args.exclude and t.mode is None and t.unit == "token"]
     pruner = load_model(args.model, dtype="float32", device="cpu")
-    models = {"pruner": pruner.model, "surrogate": SurrogateModel(pruner.model, Surrogate.load(args.surrogate), args.surrogate.name), None: None}
+    models = {"causal_lm": pruner.model, "surrogate": SurrogateModel(pruner.model, Surrogate.load(args.surrogate), args.surrogate.name), None: None}
     result = {"what": "one-forward rankers vs exact greedy: kept-set overlap in pruner tokens",
               "date": date.today().isoformat(), "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
               "pruner": args.model, "surrogate": str(args.surrogate), "chains": [t.id for t in traces],
