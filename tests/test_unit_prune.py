@@ -155,3 +155,20 @@ def test_unit_settings_are_checked(tmp_path):
         PruneConfig(unit="paragraph").validate()
     with pytest.raises(ValueError, match="single tokens only"):
         PruneConfig(unit="word", save_scores=True).validate()
+
+
+def test_unit_prunes_refuse_approximate_modes_not_measured_with_units(tiny_pruner):
+    from chainprune.pruning import Approximation
+
+    chain = UNIT_CHAINS[-1]
+    for approximation in (Approximation(per_step=2), Approximation(screen=2), Approximation(screen=2, lookahead=2)):
+        with pytest.raises(ValueError, match="approximate mode measured"):
+            prune_chain(tiny_pruner, chain, unit="word", approximation=approximation)
+        with pytest.raises(ValueError, match="approximate mode measured"):
+            PruneConfig(unit="word", per_step=approximation.per_step, screen=approximation.screen,
+                        lookahead=approximation.lookahead).validate()
+    fast = prune_chain(tiny_pruner, chain, keep=[0.5], unit="word",
+                       approximation=Approximation(screen=1, lookahead=2, margin=1e9))
+    exact = prune_chain(tiny_pruner, chain, keep=[0.5], unit="word")
+    assert fast.mode == {"screen": 1, "lookahead": 2, "margin": 1e9}
+    assert fast.deletion_order == exact.deletion_order  # an unbounded margin re-scores every close candidate

@@ -24,7 +24,7 @@ from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model, resolve_device, resolve_dtype
-from chainprune.pruning import Approximation, prune_chain
+from chainprune.pruning import Approximation, check_unit_mode, prune_chain
 # PruneSummary, Reporter and errors_path are also imported from here (by the CLI and the demo)
 from chainprune.run import PruneSummary, Reporter, errors_path, open_output, require_input, write_errors  # noqa: F401
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
@@ -89,6 +89,7 @@ class PruneConfig:
         if self.unit != "token" and (self.surrogate is not None or self.save_scores):
             raise ValueError(f"--unit {self.unit} deletes several tokens a step; --surrogate and --save-scores work "
                              "with single tokens only (--unit token)")
+        check_unit_mode(self.unit, self.approximation)
         if self.surrogate is not None:
             if self.screen is None:
                 raise ValueError("a surrogate guides screening: pass --screen M with --surrogate")

@@ -223,8 +223,7 @@ def prune_chain(
     limit = pruner.max_length
     if limit is not None and len(ids.input_ids) > limit:
         raise ChainError(f"chain is {len(ids.input_ids)} tokens, longer than the pruner's context of {limit}")
-    if unit != "token" and screener is not None:
-        raise ValueError("a surrogate predicts the scores of single tokens: it cannot screen word or sentence units")
+    check_unit_mode(unit, approximation, screener is not None)
     n = len(ids.reasoning_ids)
     units = unit_spans(ids.reasoning_texts, unit)
     deletions = deletions_for(n, fractions[-1])
@@ -246,6 +245,19 @@ def prune_chain(
     )
     trace.mode = approximation.describe()
     return trace
+
+
+def check_unit_mode(unit: str, approximation: Approximation, screened_by_surrogate: bool = False) -> None:
+    """Refuse a word or sentence prune in an approximate mode whose fidelity with units has not been measured:
+    exact greedy and `screen`/`lookahead`/`margin` are (BENCHMARKS.md, "Units"); a surrogate predicts single
+    tokens' scores."""
+    if unit == "token":
+        return
+    if screened_by_surrogate:
+        raise ValueError("a surrogate predicts the scores of single tokens: it cannot screen word or sentence units")
+    if not approximation.exact and approximation.margin is None:
+        raise ValueError(f"with unit {unit!r}, the approximate mode measured is screen + lookahead + margin "
+                         "(--screen 2 --lookahead 3 --margin 5); use it or exact greedy")
 
 
 def build_trace(
@@ -304,6 +316,7 @@ __all__ = [
     "ScoreError",
     "best_candidate",
     "build_trace",
+    "check_unit_mode",
     "greedy_prune",
     "prune_chain",
     "tie_repeated_tokens",
