@@ -13,6 +13,7 @@ from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, Engine, ForwardStats, default_estimator, get_engine, together
 from chainprune.scoring.chain_state import BestContinuation, CurrentChain, forward_current
+from chainprune.scoring.engine import token_spans
 from chainprune.scoring.objectives import objective_start, sequence_objectives
 from chainprune.types import Chain, ChainIds, PrunedChain, Trace, TraceToken
 from chainprune.units import unit_spans
@@ -45,7 +46,7 @@ class ChainScorer:
         self.max_batch_tokens = max_batch_tokens
         self.stats = ForwardStats()
         # the deletion candidates: [start, end) spans of reasoning tokens (one per token unless units are given)
-        self.units = [(i, i + 1) for i in range(len(ids.reasoning_ids))] if units is None else [tuple(u) for u in units]
+        self.units = token_spans(len(ids.reasoning_ids)) if units is None else [tuple(u) for u in units]
         self._current: tuple[tuple[int, ...], CurrentChain, list[tuple[int, int]]] | None = None  # the last
         # forward: its reasoning tokens, its chain, and its candidates' spans in it
         self._best = BestContinuation()  # the best candidate scored on that chain, and what scoring it computed
@@ -236,10 +237,10 @@ def prune_chain(
         len(units), scorer, deletions, on_step=step, approximation=approximation, on_scores=on_scores,
         screener=guide, sizes=[b - a for a, b in units],
     )
-    if unit != "token":
-        result = GreedyResult(
-            [i for u in result.deletion_order for i in range(*units[u])], result.objective_values, result.scoring_passes
-        )
+    # greedy ran over units: the trace's deletion order lists their tokens
+    result = GreedyResult(
+        [i for u in result.deletion_order for i in range(*units[u])], result.objective_values, result.scoring_passes
+    )
     trace = build_trace(
         pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards, unit, units
     )
@@ -279,8 +280,7 @@ def build_trace(
     steps: dict[int, int] = {}  # unit (or token) -> step
     deleted_step = {}
     for pos in result.deletion_order:
-        owner = of_token.get(pos, pos) if unit != "token" else pos
-        deleted_step[pos] = steps.setdefault(owner, len(steps) + 1)
+        deleted_step[pos] = steps.setdefault(of_token.get(pos, pos), len(steps) + 1)
     tokens = [TraceToken(position=i, text=ids.reasoning_texts[i], deleted_step=deleted_step.get(i)) for i in range(n)]
     trace = Trace(
         id=chain_id,

@@ -36,6 +36,11 @@ from chainprune.types import ChainIds
 Scores = tuple[float, torch.Tensor]  # (base objective, per-candidate objectives (m,) float64)
 
 
+def token_spans(m: int) -> list[tuple[int, int]]:
+    """The candidates when none are given: one per reasoning token, each deleting itself."""
+    return [(i, i + 1) for i in range(m)]
+
+
 @dataclass(frozen=True)
 class Engine:
     """A scoring engine (see the module docstring). Called as a function, it is its `score`, given only the

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from chainprune.scoring.engine import Engine
+from chainprune.scoring.engine import Engine, token_spans
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.objectives import objective_start, sequence_objectives
 from chainprune.types import ChainIds
@@ -37,7 +37,7 @@ def score_naive(
     seq = torch.tensor(ids.input_ids, device=device)  # (L,)
     length = seq.shape[0]
     base = float(sequence_objectives(model, seq[None], objective_start(n_prompt, m, objective), stats)[0])
-    spans = [(i, i + 1) for i in range(m)] if spans is None else spans
+    spans = token_spans(m) if spans is None else spans
     scores = torch.full((len(spans),), float("nan"), dtype=torch.float64)
     wanted = list(range(len(spans))) if positions is None else sorted(positions)
     for width in sorted({spans[k][1] - spans[k][0] for k in wanted}):

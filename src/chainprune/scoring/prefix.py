@@ -25,7 +25,7 @@ from transformers import DynamicCache
 
 from chainprune.scoring.logprobs import ForwardStats, run_decoder, target_logprobs
 from chainprune.scoring.chain_state import CurrentChain, forward_current
-from chainprune.scoring.engine import Engine
+from chainprune.scoring.engine import Engine, token_spans
 from chainprune.types import ChainIds
 
 MAX_REDUNDANCY = 0.25  # a chunk's width is at most this fraction of its row length
@@ -60,7 +60,7 @@ def score_prefix(
     current = current or forward_current(model, ids, objective, stats)
     seq, n_prompt = current.seq, current.n_prompt
     device, length = seq.device, seq.shape[0]
-    spans = [(i, i + 1) for i in range(m)] if spans is None else spans
+    spans = token_spans(m) if spans is None else spans
     scores = torch.full((len(spans),), float("nan"), dtype=torch.float64, device=device)
     wanted = list(range(len(spans))) if positions is None else sorted(positions)
 

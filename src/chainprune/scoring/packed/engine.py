@@ -135,7 +135,7 @@ def _packed_scores(
     scores[cand] = current.unchanged_prefix(start) + current.first_target(model, start, width)
     # Then its packed suffix (length - P - s - w - 1 tokens when whole), of which `reach` is computed (from what
     # is stored on, so the first `done` need not be); targets after the reach keep the current chain's log-probs.
-    whole = {k: n for k, n in zip(wanted, (length - n_prompt - start - width - 1).tolist())}
+    whole = dict(zip(wanted, cuts.suffix_lengths(length, n_prompt)[cand].tolist()))
     done = {k: stored[k].done if k in stored else 0 for k in wanted}
     reach = {k: n if window is None else max(min(n, window - 1), done[k]) for k, n in whole.items()}
     first_tail = torch.maximum(
@@ -172,6 +172,11 @@ class Cuts:
     @property
     def count(self) -> int:
         return self.start.shape[0]
+
+    def suffix_lengths(self, length: int, n_prompt: int) -> torch.Tensor:
+        """(K,) packed tokens of each candidate's whole suffix in a chain of `length` tokens: every token after
+        its span but the last (which predicts nothing)."""
+        return length - n_prompt - self.start - self.width - 1
 
 
 def _offer_best(
@@ -265,7 +270,7 @@ def _score_pack(
         more = Partial([(keys[:, :, rows], values[:, :, rows]) for keys, values in new_keys], hidden[rows], row_logp[rows])
         return stored[k].then(more) if spans[k][0] else more
 
-    whole = {k: length - n_prompt - int(cuts.start[k]) - int(cuts.width[k]) - 1 for k in spans}
+    whole = dict(zip(spans, cuts.suffix_lengths(length, n_prompt)[list(spans)].tolist()))
     first = 0
     complete = [k for k, (_, end) in spans.items() if end == whole[k]]
     best = max(complete, key=lambda k: (float(scores[k]), -k)) if complete else None
