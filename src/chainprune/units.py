@@ -77,12 +77,17 @@ def sentence_starts(text: str) -> list[int]:
     return index
 
 
+def check_unit(unit: str) -> None:
+    """ValueError unless `unit` is one of `UNITS`."""
+    if unit not in UNITS:
+        raise ValueError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+
+
 def unit_spans(texts: list[str], unit: str) -> list[tuple[int, int]]:
     """Contiguous [start, end) spans of token indices, one per unit, in order, covering every token.
 
     `texts` are the tokens' strings, concatenating to the text (`ChainIds.reasoning_texts`)."""
-    if unit not in UNITS:
-        raise ValueError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+    check_unit(unit)
     if unit == "token":
         return [(i, i + 1) for i in range(len(texts))]
     text = "".join(texts)

@@ -30,7 +30,7 @@ from chainprune.run import PruneSummary, Reporter, errors_path, open_output, req
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
 from chainprune.scoring.together import run_together
 from chainprune.types import Chain, Trace
-from chainprune.units import UNITS
+from chainprune.units import check_unit
 
 
 @dataclass
@@ -84,12 +84,11 @@ class PruneConfig:
             raise ValueError(f"batch_chains runs the packed forwards of several chains as one: it needs --engine "
                              f"{' or '.join(engines_that('runs_packs'))} (got {self.engine})")
         self.approximation  # validates per_step, screen, refresh, lookahead and margin
-        if self.unit not in UNITS:
-            raise ValueError(f"unknown unit {self.unit!r}; choose one of {', '.join(UNITS)}")
-        if self.unit != "token" and (self.surrogate is not None or self.save_scores):
-            raise ValueError(f"--unit {self.unit} deletes several tokens a step; --surrogate and --save-scores work "
-                             "with single tokens only (--unit token)")
-        check_unit_mode(self.unit, self.approximation)
+        check_unit(self.unit)
+        if self.unit != "token" and self.save_scores:
+            raise ValueError(f"--unit {self.unit} deletes several tokens a step; --save-scores records the scores of "
+                             "single tokens only (--unit token)")
+        check_unit_mode(self.unit, self.approximation, self.surrogate is not None)
         if self.surrogate is not None:
             if self.screen is None:
                 raise ValueError("a surrogate guides screening: pass --screen M with --surrogate")
