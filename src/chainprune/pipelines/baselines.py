@@ -107,11 +107,9 @@ def matched_record(
         return pruner_tokenizer.decode([ids.reasoning_ids[i] for i in kept], clean_up_tokenization_spaces=False)
 
     matches = match_lengths(ranking.deletion_order, n, lambda kept: count(text_of(kept)), keep, ranking.boundaries)
-    if ranking.boundaries is None:
-        step = {pos: s for s, pos in enumerate(ranking.deletion_order, start=1)}
-    else:  # an order deleted in steps (a unit trace's): a step's tokens share it, as in the trace
-        ends = ranking.boundaries
-        step = {pos: s for s in range(1, len(ends)) for pos in ranking.deletion_order[ends[s - 1]:ends[s]]}
+    # the step that deleted each position: one per position, or a step's tokens share it (a unit trace's order)
+    ends = ranking.boundaries or range(len(ranking.deletion_order) + 1)
+    step = {pos: s for s in range(1, len(ends)) for pos in ranking.deletion_order[ends[s - 1]:ends[s]]}
     return MatchedRecord(
         id=chain_id,
         method=method,

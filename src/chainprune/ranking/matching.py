@@ -70,6 +70,7 @@ def match_lengths(
     matches = []
     for r in keep:
         target = target_tokens(total, r)
-        k = lengths[closest(counts, target)]
-        matches.append(Match(r, k, kept_after(order, n, k), target, counts[lengths.index(k)], total))
+        best = closest(counts, target)
+        k = lengths[best]
+        matches.append(Match(r, k, kept_after(order, n, k), target, counts[best], total))
     return matches
