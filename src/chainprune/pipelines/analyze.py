@@ -238,6 +238,11 @@ UNIT_DYNAMICS = ("a {unit} trace: rank dynamics compares rankings of single-toke
                  "never ranks single tokens (prune with --unit token for this analysis)")
 
 
+def _reasons(failures: Sequence[RecordError]) -> str:
+    """The first failures, to say why nothing could be analysed."""
+    return "".join(f"; {f}" for f in failures[:3]) + ("; ..." if len(failures) > 3 else "")
+
+
 @dataclass
 class DynamicsResult:
     rows: list[dict[str, Any]]  # per transition: mean Hit@|S| over chains
@@ -256,19 +261,20 @@ def run_dynamics(
     from chainprune.data.scores import load_scores, scores_path
 
     traces = Path(traces)
+    records, failures = read_trace_records(traces, ("id", "reasoning_ids", "deletion_order"))
+    failures += [RecordError(line, str(t.id), UNIT_DYNAMICS.format(unit=t.unit)) for line, t in records if t.unit != "token"]
+    records = [(line, t) for line, t in records if t.unit == "token"]
+    if not records:  # refused before asking for scores: unit traces have none to give
+        raise ValueError(f"no chain of {traces} could be analysed{_reasons(failures)}")
     scores = Path(scores) if scores else scores_path(traces)
     if not scores.exists():
         raise ValueError(f"no scores file {scores}: prune with --save-scores (or pass --scores)")
-    records, failures = read_trace_records(traces, ("id", "reasoning_ids", "deletion_order"))
     saved, score_errors = load_scores(scores)
     failures += score_errors
     per_keep: dict[tuple[float, float], list] = {}
     chains = 0
     for line, trace in records:
         trace_id, n = str(trace.id), len(trace.reasoning_ids)
-        if trace.unit != "token":
-            failures.append(RecordError(line, trace_id, UNIT_DYNAMICS.format(unit=trace.unit)))
-            continue
         if trace_id not in saved:
             failures.append(RecordError(line, trace_id, f"no saved scores in {scores}"))
             continue
@@ -291,8 +297,7 @@ def run_dynamics(
                      "dynamic": mean([t.dynamic for t in ts]), "frozen@1.0": mean([t.frozen for t in ts]),
                      "random": mean([t.random for t in ts])})
     if not rows:
-        reasons = "".join(f"; {f}" for f in failures[:3]) + ("; ..." if len(failures) > 3 else "")
-        raise ValueError(f"no chain of {traces} could be analysed{reasons}")
+        raise ValueError(f"no chain of {traces} could be analysed{_reasons(failures)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(out.with_suffix(".csv"), rows)
