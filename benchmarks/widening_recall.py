@@ -20,12 +20,16 @@ import argparse
 import itertools
 import json
 import pickle
+import platform
+import sys
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from chainprune.chains import tokenize_chain
 from chainprune.data.jsonl import parse_chain
+from chainprune.data.scores import load_scores
 from chainprune.models import load_model
 from chainprune.pruning.greedy import Approximation, lookahead_pass
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats
@@ -46,7 +50,7 @@ def record_pass(model, ids, current, stats) -> dict:
     return {"scores": scores.numpy(), "gains": gains}
 
 
-def record(traces: Path, chains: Path, examples: int, cache: Path) -> list[dict]:
+def record(traces: Path, chains: Path, examples: int, cache: Path, every: int = 1) -> list[dict]:
     if cache.exists():
         return pickle.loads(cache.read_bytes())
     pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
@@ -56,12 +60,14 @@ def record(traces: Path, chains: Path, examples: int, cache: Path) -> list[dict]
         trace = json.loads(line)
         ids = tokenize_chain(pruner.tokenizer, by_id[trace["id"]])
         remaining, passes, current, stats = list(range(len(ids.reasoning_ids))), [], None, ForwardStats()
-        for position in trace["deletion_order"]:
-            at = type(ids)(ids.prompt_ids, [ids.reasoning_ids[i] for i in remaining], ids.answer_ids)
-            current = forward_current(pruner.model, at, "joint", stats, current)
-            passes.append({"remaining": list(remaining), "deleted": position, **record_pass(pruner.model, at, current, stats)})
+        for step, position in enumerate(trace["deletion_order"]):
+            if step % every == 0:  # a sampled pass: the chain as it stands after `step` deletions
+                at = type(ids)(ids.prompt_ids, [ids.reasoning_ids[i] for i in remaining], ids.answer_ids)
+                current = forward_current(pruner.model, at, "joint", stats, None)
+                passes.append({"step": step, "remaining": list(remaining), "deleted": position,
+                               **record_pass(pruner.model, at, current, stats)})
             remaining.remove(position)
-        recorded.append({"id": trace["id"], "prompt": len(ids.prompt_ids), "answer": len(ids.answer_ids), "passes": passes})
+        recorded.append({"id": trace["id"], "order": trace["deletion_order"], "prompt": len(ids.prompt_ids), "answer": len(ids.answer_ids), "passes": passes})
         print(f"recorded {trace['id']}: {len(passes)} passes", flush=True)
     cache.write_bytes(pickle.dumps(recorded))
     return recorded
@@ -102,14 +108,25 @@ class ReplayScorer:
         return 0.0, out
 
 
-def replay(recorded: list[dict], window: int, screen: int, margin: float) -> dict:
+def replay(recorded: list[dict], window: int, screen: int, margin: tuple[float, ...], saved: dict | None = None) -> dict:
+    """With passes recorded only every so many (`--every`), a pass does not follow the one recorded before it:
+    it resumes nothing (its cost is over-counted), and its runners-up are the best two survivors of the
+    previous pass's exact scores from the `--save-scores` sidecar (`saved`), which the real rule approximates."""
     approximation = Approximation(screen=screen, lookahead=window, margin=margin)
     hits = passes = tokens = forwards = naive = 0
     all_hit = 0
     for chain in recorded:
         last_exact: dict[int, float] = {}
-        chain_hits, done = 0, None
+        chain_hits, done, previous_step = 0, None, -1
         for p in chain["passes"]:
+            step = p.get("step", previous_step + 1)
+            if step != previous_step + 1:
+                done, last_exact = None, {}
+                if saved is not None and step > 0:
+                    before = saved[chain["id"]][1][step - 1]
+                    positions = sorted(set(p["remaining"]) | {chain["order"][step - 1]})
+                    last_exact = {i: float(v) for i, v in zip(positions, before.scores) if i != chain["order"][step - 1]}
+            previous_step = step
             remaining, scorer = p["remaining"], ReplayScorer(p["scores"], p["gains"], done)
             _, scores, subset = lookahead_pass(scorer, remaining, approximation, last_exact)
             pick = max(subset, key=lambda k: (scores[k], -k))
@@ -127,10 +144,37 @@ def replay(recorded: list[dict], window: int, screen: int, margin: float) -> dic
         hits += chain_hits
         passes += len(chain["passes"])
         all_hit += chain_hits == len(chain["passes"])
-    return {"lookahead": window, "screen": screen, "margin": margin, "recall": hits / passes, "passes": passes,
+    return {"lookahead": window, "screen": screen, "margin": ",".join(f"{m:g}" for m in margin), "recall": hits / passes, "passes": passes,
             "chains_all_hit": all_hit, "chains": len(recorded), "token_forwards_per_pass": tokens / passes,
             "forwards_per_pass": forwards / passes, "naive_token_forwards_per_pass": naive / passes,
             "fewer_token_forwards_than_naive": naive / tokens}
+
+
+def winner_tails(recorded: list[dict], windows: list[int], margins: list[float]) -> list[dict]:
+    """Per window w: how far the estimate of each pass's best candidate falls short of its exact score (the
+    score change past the window; positive: the estimate under-states the winner, which a margin must cover),
+    and how many candidates' estimates are within each margin of the best exact score (what widening costs)."""
+    rows = []
+    for w in windows:
+        shortfalls, close = [], {d: [] for d in margins}
+        for chain in recorded:
+            for p in chain["passes"]:
+                scores, gains = p["scores"].astype(np.float64), p["gains"]
+                tails = np.array([g[w - 1 :].sum() for g in gains])
+                best = int(np.argmax(scores))
+                shortfalls.append(float(tails[best]))
+                for d in margins:
+                    close[d].append(int((scores - tails >= scores[best] - d).sum()))
+        t = np.array(shortfalls)
+        rows.append({"window": w, "passes": len(t), "winner_shortfall_max": round(float(t.max()), 3),
+                     "winner_shortfall_p95": round(float(np.percentile(t, 95)), 3),
+                     "winner_shortfall_median": round(float(np.median(t)), 3),
+                     "candidates_within": {f"{d:g}": round(float(np.mean(close[d])), 1) for d in margins}})
+    return rows
+
+
+def margin_schedule(text: str) -> tuple[float, ...]:
+    return tuple(float(m) for m in text.split(","))
 
 
 def main() -> None:
@@ -140,21 +184,38 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=10)
     parser.add_argument("--windows", type=int, nargs="+", default=[3, 4])
     parser.add_argument("--screens", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--margins", type=float, nargs="+", default=[3.0, 4.0, 5.0, 6.0])
+    parser.add_argument("--margins", type=margin_schedule, nargs="+", default=[(3.0,), (4.0,), (5.0,), (6.0,)],
+                        help="margins to try; 8,5,2 is one margin per window (W, 4W, 16W, ...)")
+    parser.add_argument("--tails", type=int, nargs="*", default=None, metavar="W",
+                        help="also report, per window W, how far the winner's estimate falls short (margin study)")
+    parser.add_argument("--every", type=int, default=1, help="record every this many passes (long chains)")
+    parser.add_argument("--scores", type=Path, default=None, help="the traces' --save-scores sidecar (runners-up of sampled passes)")
     parser.add_argument("--cache", type=Path, default=None, help="recorded passes (default: beside the traces)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     chains = args.chains or args.traces.with_name("chains.jsonl")
-    cache = args.cache or args.traces.with_name(f"{args.traces.stem}.suffixes-{args.examples}.pkl")
-    recorded = record(args.traces, chains, args.examples, cache)
-    rows = [replay(recorded, w, s, d) for w, s, d in itertools.product(args.windows, args.screens, args.margins)]
-    print(f"{'W':>3} {'S':>3} {'D':>5} {'recall':>7} {'all-hit':>8} {'tf/pass':>8} {'fwd/pass':>9} {'x naive tf':>11}")
+    cache = args.cache or args.traces.with_name(f"{args.traces.stem}.suffixes-{args.examples}-every{args.every}.pkl")
+    recorded = record(args.traces, chains, args.examples, cache, args.every)
+    orders = {json.loads(line)["id"]: json.loads(line)["deletion_order"] for line in args.traces.open()}
+    for chain in recorded:
+        chain.setdefault("order", orders[chain["id"]])
+    saved = load_scores(args.scores)[0] if args.scores else None
+    rows = [replay(recorded, w, s, d, saved) for w, s, d in itertools.product(args.windows, args.screens, args.margins)]
+    print(f"{'W':>3} {'S':>3} {'D':>9} {'recall':>7} {'all-hit':>8} {'tf/pass':>8} {'fwd/pass':>9} {'x naive tf':>11}")
     for r in rows:
-        print(f"{r['lookahead']:>3} {r['screen']:>3} {r['margin']:>5g} {r['recall']:>7.4f} "
+        print(f"{r['lookahead']:>3} {r['screen']:>3} {r['margin']:>9} {r['recall']:>7.4f} "
               f"{r['chains_all_hit']:>4}/{r['chains']:<3} {r['token_forwards_per_pass']:>8.0f} "
               f"{r['forwards_per_pass']:>9.1f} {r['fewer_token_forwards_than_naive']:>11.1f}")
+    result = {"traces": str(args.traces), "examples": args.examples, "every": args.every, "rows": rows}
+    if args.tails:
+        result["winner_tails"] = winner_tails(recorded, args.tails, [1.0, 2.0, 3.0, 5.0, 8.0])
+        print(f"{'window':>6} {'winner short: max':>18} {'p95':>6} {'median':>7}  candidates within 1/2/3/5/8 nats")
+        for r in result["winner_tails"]:
+            print(f"{r['window']:>6} {r['winner_shortfall_max']:>18.2f} {r['winner_shortfall_p95']:>6.2f} "
+                  f"{r['winner_shortfall_median']:>7.2f}  {' / '.join(str(v) for v in r['candidates_within'].values())}")
     if args.out:
-        args.out.write_text(json.dumps({"traces": str(args.traces), "examples": args.examples, "rows": rows}, indent=1))
+        result.update(date=date.today().isoformat(), machine=f"{platform.machine()} CPU", command=" ".join(sys.argv))
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -224,6 +224,29 @@ def test_margin_widens_the_window_of_close_candidates_until_they_are_scored_exac
     assert scorer.subsets == [[3]] and scorer.estimated == [(1, None)]
 
 
+def test_a_margin_per_window_applies_each_at_its_widening():
+    from chainprune.pruning.greedy import Approximation
+
+    cost = [5.0, 1.0, 3.0, 0.5, 4.0, 2.0, 6.0, 0.7]
+    at_1 = [4.0, 0.9, 0.2, 0.4, 0.3, 1.9, 5.0, 0.65]
+    at_4 = [4.5, 1.0, 3.0, 0.5, 4.5, 3.5, 6.0, 0.7]  # 5's estimate at window 4 under-states it (true cost 2)
+    runs = {}
+    for margin in (1.0, (1.0, 0.0)):
+        scorer = WideningScorer(cost, {1: at_1, 4: at_4})
+        result = greedy_prune(8, scorer, 1, approximation=Approximation(screen=1, lookahead=1, margin=margin))
+        runs[margin] = scorer.subsets
+        assert result.deletion_order == [3]
+    # one margin for all: 5 (estimated -3.5 at window 4) stays within 1 nat of the best exact -3 and is scored;
+    # 1 nat at window 1, then none: it drops out at window 4
+    assert runs[1.0] == [[2], [1, 3, 5, 7]]
+    assert runs[(1.0, 0.0)] == [[2], [1, 3, 7]]
+    assert Approximation(screen=1, lookahead=1, margin=(8, 5, 2)).describe()["margin"] == [8.0, 5.0, 2.0]
+    assert Approximation(screen=1, lookahead=1, margin=(5,)) == Approximation(screen=1, lookahead=1, margin=5.0)
+    assert Approximation(screen=1, lookahead=1, margin=[5.0]).describe()["margin"] == 5.0
+    with pytest.raises(ValueError, match="at least 0"):
+        Approximation(screen=1, lookahead=1, margin=(3.0, -1.0))
+
+
 def test_margin_rescores_the_last_passes_runners_up():
     from chainprune.pruning.greedy import Approximation
 

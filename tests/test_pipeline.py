@@ -136,6 +136,26 @@ def test_cli_prune_end_to_end_with_local_model(tmp_path, tiny_model_dir):
     assert shown.exit_code == 0 and "~~" in shown.output
 
 
+def test_cli_margin_per_window_is_saved_and_resumed(tmp_path, tiny_model_dir):
+    source = write_jsonl(tmp_path / "in.jsonl", GOOD[:2])
+    out = tmp_path / "traces.jsonl"
+    base = ["prune", str(source), "--model", str(tiny_model_dir), "--keep", "0.5", "--dtype", "float64",
+            "--device", "cpu", "--screen", "1", "--lookahead", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, base + ["--margin", "8", "--margin", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text().splitlines()[0])["mode"] == {"screen": 1, "lookahead": 2, "margin": [8.0, 2.0]}
+    assert json.loads(out.with_name("traces.jsonl.config.json").read_text())["margin"] == [8.0, 2.0]
+    resumed = CliRunner().invoke(app, base + ["--margin", "8", "--margin", "2", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    other = CliRunner().invoke(app, base + ["--margin", "8", "--resume"])  # another rule: refused
+    assert other.exit_code != 0 and "margin" in flat(other.output)
+    # one margin is saved as a number, as before margins per window existed
+    single = tmp_path / "single.jsonl"
+    assert CliRunner().invoke(app, base[:-1] + [str(single), "--margin", "5"]).exit_code == 0
+    assert json.loads(single.with_name("single.jsonl.config.json").read_text())["margin"] == 5.0
+    assert json.loads(single.read_text().splitlines()[0])["mode"]["margin"] == 5.0
+
+
 @pytest.mark.parametrize("keep", ["0", "1.5", "-0.2"])
 def test_cli_keep_outside_unit_interval_is_usage_error(tmp_path, keep):
     source = write_jsonl(tmp_path / "in.jsonl", GOOD[:1])

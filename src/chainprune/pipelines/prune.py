@@ -46,7 +46,7 @@ class PruneConfig:
     screen: int | None = None
     refresh: int = 10
     lookahead: int | None = None
-    margin: float | None = None
+    margin: float | list[float] | None = None  # a list: one margin per window (Approximation)
     save_scores: bool = False  # also write every scoring pass's candidate scores to <out>.scores.jsonl
     surrogate: str | None = None  # with screen: an attention surrogate (analyze surrogate) picks the candidates
     batch_chains: int = 1  # with engine packed: prune this many chains at once, their packed forwards run as one
@@ -83,6 +83,10 @@ class PruneConfig:
         if self.batch_chains > 1 and not engine.runs_packs:
             raise ValueError(f"batch_chains runs the packed forwards of several chains as one: it needs --engine "
                              f"{' or '.join(engines_that('runs_packs'))} (got {self.engine})")
+        if isinstance(self.margin, (list, tuple)) and len(self.margin) == 1:
+            self.margin = float(self.margin[0])  # one margin is a number, as in runs saved before schedules
+        elif isinstance(self.margin, tuple):
+            self.margin = list(self.margin)
         self.approximation  # validates per_step, screen, refresh, lookahead and margin
         check_unit(self.unit)
         if self.unit != "token" and self.save_scores:

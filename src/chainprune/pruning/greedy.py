@@ -56,21 +56,35 @@ class Approximation:
     past its window, which mostly lowers the objective, so it mostly over-states the candidate: one whose
     estimate falls well below an exact score already found is unlikely to beat it, and most candidates drop
     out after a few tokens while the close ones are followed to the end.
+    A tuple of margins gives one per window (W, 4W, 16W, ...; the last one for every wider window): the part of
+    the chain an estimate leaves out shrinks as its window grows, and so does the error it can hide, so a wide
+    first margin (cheap: windows of W tokens) with narrower ones later (where widening costs the most) can be
+    both more faithful and cheaper than one margin for all.
     """
 
     per_step: int = 1
     screen: int | None = None
     refresh: int = 10
     lookahead: int | None = None
-    margin: float | None = None
+    margin: float | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.per_step < 1 or (self.screen is not None and self.screen < 1) or self.refresh < 1:
             raise ValueError("per_step, screen and refresh must be at least 1")
         if self.lookahead is not None and (self.lookahead < 1 or self.screen is None):
             raise ValueError("lookahead must be at least 1 and needs screen (how many estimates to re-score)")
-        if self.margin is not None and (self.lookahead is None or not self.margin >= 0):
+        if isinstance(self.margin, (list, tuple)):  # one margin per window; a single one is just that number
+            margins = tuple(float(m) for m in self.margin)
+            object.__setattr__(self, "margin", margins[0] if len(margins) == 1 else margins)
+        if self.margin is not None and (self.lookahead is None or not self.margins or not all(m >= 0 for m in self.margins)):
             raise ValueError("margin must be at least 0 and needs lookahead (the estimates it compares)")
+
+    @property
+    def margins(self) -> tuple[float, ...]:
+        """The margin at each widening (the last one repeats); empty without a margin."""
+        if self.margin is None:
+            return ()
+        return self.margin if isinstance(self.margin, tuple) else (float(self.margin),)
 
     @property
     def exact(self) -> bool:
@@ -85,7 +99,7 @@ class Approximation:
         if self.lookahead is not None:
             mode.update(screen=self.screen, lookahead=self.lookahead)
             if self.margin is not None:
-                mode["margin"] = self.margin
+                mode["margin"] = list(self.margin) if isinstance(self.margin, tuple) else self.margin
         elif self.screen is not None:
             mode.update(screen=self.screen, refresh=self.refresh)
         return mode
@@ -208,15 +222,18 @@ def lookahead_pass(
 ) -> tuple[float, list[float], list[int]]:
     """One screened pass guided by lookahead estimates: (objective, scores with NaN where not re-scored, the
     indices re-scored). Without a margin, the `screen` best estimates; with one, see `Approximation`."""
-    size, margin, window = approximation.screen, approximation.margin, approximation.lookahead
+    size, margins, window = approximation.screen, approximation.margins, approximation.lookahead
     estimates = [float(e) for e in scorer.estimates(remaining, window)]
     subset = set(ranked_candidates(estimates, range(len(remaining)))[:size])
-    if margin is not None:
+    if margins:
         known = [k for k, position in enumerate(remaining) if position in last_exact]
         subset.update(sorted(known, key=lambda k: (-last_exact[remaining[k]], k))[:RUNNERS_UP])
     base, scores = scorer.candidates(remaining, sorted(subset))
     scores = [float(s) for s in scores]
-    while margin is not None:
+    widenings = 0
+    while margins:
+        margin = margins[min(widenings, len(margins) - 1)]
+        widenings += 1
         best = max(scores[k] for k in subset)
         close = [k for k in range(len(remaining)) if k not in subset and estimates[k] >= best - margin]
         if not close:
