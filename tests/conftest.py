@@ -103,3 +103,12 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: drives the HTML viewer in headless Chromium; skipped, with the reason, when none is installed"
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_pruner):
+    """The tiny pruner saved as a local model folder (what `--model DIR` loads)."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    tiny_pruner.model.save_pretrained(path)
+    tiny_pruner.tokenizer.save_pretrained(path)
+    return path

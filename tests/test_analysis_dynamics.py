@@ -109,6 +109,53 @@ def test_save_scores_through_prune_and_dynamics(tmp_path, tiny_pruner):
     assert missing.exit_code == 2 and "--save-scores" in missing.output
 
 
+def test_dynamics_scores_the_keep_fractions_with_the_pruner(tmp_path, tiny_pruner):
+    from chainprune.keep import deletions_for
+    from chainprune.models import LoadedModel
+    from chainprune.pipelines.analyze import dynamics_scores_path
+
+    src = tmp_path / "chains.jsonl"
+    src.write_text("".join(json.dumps(c) + "\n" for c in CHAINS))
+    saved, plain = tmp_path / "saved.jsonl", tmp_path / "plain.jsonl"
+    run_prune(src, saved, PruneConfig(keep=[0.5, 0.3], dtype="float64", save_scores=True), loader=lambda c: tiny_pruner)
+    run_prune(src, plain, PruneConfig(keep=[0.5, 0.3], dtype="float64"), loader=lambda c: tiny_pruner)
+    grid = [1.0, 0.8, 0.5, 0.3]
+    reference = run_dynamics(saved, tmp_path / "ref", fractions=grid)
+    # an exact trace with no sidecar: one exact pass at each keep fraction's state gives the same Hit@|S|
+    scored = run_dynamics(plain, tmp_path / "own", fractions=grid, pruner=tiny_pruner)
+    assert scored.chains == reference.chains == 2 and scored.rows == reference.rows
+    own, _ = load_scores(dynamics_scores_path(tmp_path / "own"))
+    for line in plain.read_text().splitlines():
+        trace = json.loads(line)
+        n = len(trace["reasoning_ids"])
+        assert [p.deleted for p in own[trace["id"]][1]] == sorted({0} | {deletions_for(n, r) for r in grid})
+    # a re-run reads the passes it scored instead of scoring again (this pruner has no model to run)
+    again = run_dynamics(plain, tmp_path / "own", fractions=grid, pruner=LoadedModel(None, tiny_pruner.tokenizer, "tiny-llama"))
+    assert again.rows == reference.rows
+    # another model's rankings are not the pruner's: refused by record
+    with pytest.raises(ValueError, match="pruned by tiny-llama, not by other"):
+        run_dynamics(plain, tmp_path / "other", fractions=grid, pruner=LoadedModel(tiny_pruner.model, tiny_pruner.tokenizer, "other"))
+    # a trace of an approximate mode (no scores to save) is analysed the same way
+    fast = tmp_path / "fast.jsonl"
+    run_prune(src, fast, PruneConfig(keep=[0.5, 0.3], dtype="float64", screen=1, lookahead=2, margin=1.0),
+              loader=lambda c: tiny_pruner)
+    assert run_dynamics(fast, tmp_path / "fast", fractions=grid, pruner=tiny_pruner).chains == 2
+
+
+def test_cli_dynamics_with_the_pruner(tmp_path, tiny_model_dir):
+    src = tmp_path / "chains.jsonl"
+    src.write_text("".join(json.dumps(c) + "\n" for c in CHAINS))
+    traces = tmp_path / "traces.jsonl"
+    model = ["--model", str(tiny_model_dir), "--dtype", "float64", "--device", "cpu"]
+    assert CliRunner().invoke(app, ["prune", str(src), "--out", str(traces), "-k", "0.5", *model]).exit_code == 0
+    args = ["analyze", "dynamics", str(traces), "--out", str(tmp_path / "d"), "-k", "1.0", "-k", "0.5"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "--pruner" in refused.output
+    done = CliRunner().invoke(app, args + ["--pruner", *model[1:]])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "d.csv").exists() and (tmp_path / "d.scores.jsonl").exists()
+
+
 def test_save_scores_resume_keeps_one_record_per_id(tmp_path, tiny_pruner):
     src = tmp_path / "chains.jsonl"
     src.write_text(json.dumps(CHAINS[0]) + "\n")

@@ -110,14 +110,6 @@ def test_read_chains_accepts_integer_ids(tmp_path):
     assert errors == [] and chains[0][1].id == "7"
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_pruner):
-    path = tmp_path_factory.mktemp("tiny-model")
-    tiny_pruner.model.save_pretrained(path)
-    tiny_pruner.tokenizer.save_pretrained(path)
-    return path
-
-
 def test_cli_prune_end_to_end_with_local_model(tmp_path, tiny_model_dir):
     source = write_jsonl(tmp_path / "in.jsonl", [GOOD[0], "oops", GOOD[1]])
     out = tmp_path / "traces.jsonl"

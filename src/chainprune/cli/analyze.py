@@ -112,6 +112,9 @@ def dynamics(
     out: Output,
     scores: Annotated[Path | None, typer.Option(help="Scores sidecar (default: TRACES with .scores.jsonl appended, e.g. traces.jsonl.scores.jsonl, as `prune --save-scores` writes it).")] = None,
     keep: Annotated[list[float] | None, keep_option("Keep fractions delimiting the transitions (default 1.0, 0.9, ..., 0.1, down to what the traces reach).")] = None,
+    pruner: Annotated[str | None, typer.Option(help="The traces' pruner: score each chain that has no saved scores here, one exact pass at each keep fraction's state (for traces pruned without --save-scores, or in an approximate mode); the passes are kept in OUT.scores.jsonl and reused by a re-run.")] = None,
+    dtype: DtypeOption = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Rank dynamics (the paper's Fig. 5): at each transition r -> r', Hit@|S| of the local ranking at r
     (dynamic), of the ranking at keep 1.0 (frozen), and of a random ranking (expected value), against the
@@ -119,9 +122,16 @@ def dynamics(
     from rich.table import Table
 
     from chainprune.pipelines.analyze import run_dynamics
+    from chainprune.run import require_input
 
     try:
-        result = run_dynamics(traces, out, scores, keep)
+        require_input(traces)
+        loaded = None
+        if pruner is not None:
+            from chainprune.models import load_model
+
+            loaded = load_model(pruner, dtype=dtype.value, device=device.value)
+        result = run_dynamics(traces, out, scores, keep, loaded, track)
     except (ValueError, OSError) as e:
         fail(str(e))
     table = Table(title=f"Hit@|S| ({result.chains} chains)")

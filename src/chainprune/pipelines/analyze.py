@@ -251,32 +251,87 @@ class DynamicsResult:
     failures: list[RecordError] = field(default_factory=list)
 
 
+def dynamics_scores_path(out: Path) -> Path:
+    """Where `run_dynamics` keeps the passes it scores itself (with a pruner): OUT.scores.jsonl."""
+    return Path(out).with_suffix(".scores.jsonl")
+
+
+def grid_passes(pruner: Any, trace: Trace, grid: Sequence[float]) -> list:
+    """Exact candidate scores of `trace`'s chain in the state after each keep fraction's deletions (and at
+    keep 1.0): all `chain_dynamics` reads, for a trace pruned without `--save-scores` or in an approximate
+    mode. One exact `packed` pass per fraction."""
+    import numpy as np
+
+    from chainprune.data.scores import ScorePass
+    from chainprune.keep import deletions_for
+    from chainprune.pruning import ChainScorer
+    from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
+
+    if trace.pruner != pruner.name:
+        raise ValueError(f"pruned by {trace.pruner}, not by {pruner.name}: its rankings must be its pruner's")
+    n = len(trace.reasoning_ids)
+    scorer = ChainScorer(pruner.model, trace.ids, trace.objective, "packed", DEFAULT_MAX_BATCH_TOKENS)
+    passes = []
+    for deleted in sorted({0} | {deletions_for(n, r) for r in grid}):
+        gone = set(trace.deletion_order[:deleted])
+        _, scores = scorer.candidates([i for i in range(n) if i not in gone])
+        passes.append(ScorePass(deleted, np.asarray([float(x) for x in scores], dtype=np.float32)))
+    return passes
+
+
 def run_dynamics(
-    traces: Path, out: Path, scores: Path | None = None, fractions: Sequence[float] | None = None
+    traces: Path, out: Path, scores: Path | None = None, fractions: Sequence[float] | None = None,
+    pruner: Any = None, track: Track = no_track,
 ) -> DynamicsResult:
     """Hit@|S| of dynamic vs frozen@1.0 vs random rankings, averaged over the chains of `traces` that have
     saved scores (`chainprune prune --save-scores`). Writes `out`.csv, `out`.png and `out`.svg. Unit traces
-    (`prune --unit word|sentence`) are refused one by one (`UNIT_DYNAMICS` says why)."""
+    (`prune --unit word|sentence`) are refused one by one (`UNIT_DYNAMICS` says why).
+
+    With `pruner` (the traces' pruner, loaded), a chain with no saved scores is scored here, one exact pass at
+    each keep fraction (`grid_passes`), and those passes are appended to OUT.scores.jsonl, which a later run
+    reads again instead of scoring. For a trace of an approximate mode, the dynamic ranking at r is then exact
+    greedy's local ranking at the state the trace reached, and S the trace's own next deletions."""
     from chainprune.analysis.dynamics import chain_dynamics
-    from chainprune.data.scores import load_scores, scores_path
+    from chainprune.data.scores import encode_pass, load_scores, scores_path
 
     traces = Path(traces)
-    records, failures = read_trace_records(traces, ("id", "reasoning_ids", "deletion_order"))
+    scoring = ("prompt_ids", "answer_ids", "objective", "pruner") if pruner is not None else ()
+    records, failures = read_trace_records(traces, ("id", "reasoning_ids", "deletion_order", *scoring))
     failures += [RecordError(line, str(t.id), UNIT_DYNAMICS.format(unit=t.unit)) for line, t in records if t.unit != "token"]
     records = [(line, t) for line, t in records if t.unit == "token"]
     if not records:  # refused before asking for scores: unit traces have none to give
         raise ValueError(f"no chain of {traces} could be analysed{_reasons(failures)}")
     scores = Path(scores) if scores else scores_path(traces)
-    if not scores.exists():
-        raise ValueError(f"no scores file {scores}: prune with --save-scores (or pass --scores)")
-    saved, score_errors = load_scores(scores)
+    if not scores.exists() and pruner is None:
+        raise ValueError(f"no scores file {scores}: prune with --save-scores (or pass --scores, or --pruner to "
+                         "score the keep fractions' states here)")
+    saved, score_errors = load_scores(scores) if scores.exists() else ({}, [])
     failures += score_errors
+    own = dynamics_scores_path(out)
+    if pruner is not None:
+        if own.exists():
+            scored, own_errors = load_scores(own)
+            failures += own_errors
+            saved = {**scored, **saved}
+        todo = [(line, t) for line, t in records if str(t.id) not in saved]
+        with JsonlAppender(own) as writer:
+            for line, trace in track(todo, len(todo), "scoring keep fractions"):
+                grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= trace.smallest_keep - 1e-12]
+                try:
+                    passes = grid_passes(pruner, trace, grid)
+                except ValueError as e:
+                    failures.append(RecordError(line, str(trace.id), str(e)))
+                    continue
+                n = len(trace.reasoning_ids)
+                writer.write({"id": str(trace.id), "n": n, "passes": [encode_pass(p) for p in passes]})
+                saved[str(trace.id)] = (n, passes)
     per_keep: dict[tuple[float, float], list] = {}
     chains = 0
     for line, trace in records:
         trace_id, n = str(trace.id), len(trace.reasoning_ids)
         if trace_id not in saved:
-            failures.append(RecordError(line, trace_id, f"no saved scores in {scores}"))
+            if pruner is None:
+                failures.append(RecordError(line, trace_id, f"no saved scores in {scores}"))
             continue
         saved_n, passes = saved[trace_id]
         grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= trace.smallest_keep - 1e-12]
