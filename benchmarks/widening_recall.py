@@ -156,11 +156,13 @@ def winner_tails(recorded: list[dict], windows: list[int], margins: list[float])
     and how many candidates' estimates are within each margin of the best exact score (what widening costs)."""
     rows = []
     for w in windows:
-        shortfalls, close = [], {d: [] for d in margins}
+        shortfalls, close, pairs = [], {d: [] for d in margins}, []
         for chain in recorded:
             for p in chain["passes"]:
                 scores, gains = p["scores"].astype(np.float64), p["gains"]
                 tails = np.array([g[w - 1 :].sum() for g in gains])
+                # can the part already seen predict the rest? the gains from window w // 4 to w against the tail
+                pairs += [(g[max(w // 4, 1) - 1 : w - 1].sum(), g[w - 1 :].sum()) for g in gains if len(g) >= 2 * w and w >= 4]
                 best = int(np.argmax(scores))
                 shortfalls.append(float(tails[best]))
                 for d in margins:
@@ -169,7 +171,8 @@ def winner_tails(recorded: list[dict], windows: list[int], margins: list[float])
         rows.append({"window": w, "passes": len(t), "winner_shortfall_max": round(float(t.max()), 3),
                      "winner_shortfall_p95": round(float(np.percentile(t, 95)), 3),
                      "winner_shortfall_median": round(float(np.median(t)), 3),
-                     "candidates_within": {f"{d:g}": round(float(np.mean(close[d])), 1) for d in margins}})
+                     "candidates_within": {f"{d:g}": round(float(np.mean(close[d])), 1) for d in margins},
+                     "tail_vs_last_quarter_window_corr": round(float(np.corrcoef(np.array(pairs).T)[0, 1]), 3) if pairs else None})
     return rows
 
 
@@ -212,7 +215,8 @@ def main() -> None:
         print(f"{'window':>6} {'winner short: max':>18} {'p95':>6} {'median':>7}  candidates within 1/2/3/5/8 nats")
         for r in result["winner_tails"]:
             print(f"{r['window']:>6} {r['winner_shortfall_max']:>18.2f} {r['winner_shortfall_p95']:>6.2f} "
-                  f"{r['winner_shortfall_median']:>7.2f}  {' / '.join(str(v) for v in r['candidates_within'].values())}")
+                  f"{r['winner_shortfall_median']:>7.2f}  {' / '.join(str(v) for v in r['candidates_within'].values())}"
+                  f"  corr(tail, gains W/4..W) {r['tail_vs_last_quarter_window_corr']}")
     if args.out:
         result.update(date=date.today().isoformat(), machine=f"{platform.machine()} CPU", command=" ".join(sys.argv))
         args.out.write_text(json.dumps(result, indent=1) + "\n")
