@@ -11,6 +11,15 @@ Steps (resumable: features and targets are computed once per chain and cached in
    alone and with the extra signals; plus single signals with no training (surprisal alone).
 Reports the held-out Pearson per chain (mean, median) of each, and writes JSON.
 
+Feature kinds (--kinds; the features beyond the cached attention are computed lazily, one plain forward per
+chain, and added to the cache): `attention` (the paper's), `attention+logprob+position`, `attention-split`
+(attention received per head split by distance: from the next position, from 2-8 after, from the rest),
+`attention-split+given` (plus the attention each token gives: to the previous token, and its row's entropy),
+`attention+given` (the paper's features plus the attention given),
+`hidden+attention` (the residual stream after the middle and the last layer, plus attention),
+`attention+extras` (attention, the token's and the next token's log-probability, position, is-digit,
+is-punctuation), `all` (split + given + hidden + extras).
+
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/surrogate_scale.py --chains 260 --train 200 \\
         --out benchmarks/results/surrogate-scale-cpu.json
 """
@@ -66,11 +75,80 @@ def chain_data(loaded, chain: dict) -> dict:
             "logprob": own.cpu(), "position": torch.arange(n, dtype=torch.float32) / max(n - 1, 1)}
 
 
-def features(item: dict, kind: str) -> torch.Tensor:
+EXTRA_KEYS = ("split", "given", "hidden_mid", "hidden_last", "next_logprob", "token_class")
+
+
+@torch.no_grad()
+def extra_data(loaded, chain: dict) -> dict:
+    """The features beyond the paper's, from one eager forward of the whole chain (no targets: cheap)."""
+    from chainprune.chains import tokenize_chain
+    from chainprune.data.jsonl import parse_chain
+
+    model = loaded.model
+    ids = tokenize_chain(loaded.tokenizer, parse_chain(chain))
+    n, start = len(ids.reasoning_ids), len(ids.prompt_ids)
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        out = model(torch.tensor([ids.input_ids]), output_attentions=True, output_hidden_states=True, use_cache=False)
+    finally:
+        model.set_attn_implementation(previous)
+    length = len(ids.input_ids)
+    positions = torch.arange(start, start + n)
+    query = torch.arange(length)
+    distance = query[None, :] - positions[:, None]  # (n, T): query position minus key position
+    bands = [(distance == 1), (distance >= 2) & (distance <= 8), (distance > 8)]
+    split, given = [], []
+    for layer in out.attentions:  # (1, heads, T, T), row = query, column = key
+        weights = layer[0].to(torch.float64)
+        received = weights[:, :, positions].transpose(1, 2)  # (heads, n, T): key = reasoning token, over queries
+        for band in bands:
+            count = band.sum(1).clamp(min=1)
+            split.append(((received * band).sum(-1) / count).T)  # (n, heads)
+        rows = weights[:, positions, :]  # (heads, n, T): what each reasoning token attends to
+        given.append(rows[:, torch.arange(n), positions - 1].T)  # to the previous token
+        given.append(-(rows * torch.log(rows.clamp(min=1e-12))).sum(-1).T)  # entropy of its row
+    middle = len(out.hidden_states) // 2
+    logp = torch.log_softmax(out.logits[0].float(), dim=-1)
+    targets = torch.tensor(ids.input_ids)
+    next_lp = logp[start : start + n].gather(1, targets[start + 1 : start + n + 1, None])[:, 0]
+    texts = [loaded.tokenizer.decode([t]) for t in ids.reasoning_ids]
+    token_class = torch.tensor([[any(c.isdigit() for c in t), bool(t.strip()) and all(not c.isalnum() for c in t.strip())]
+                                for t in texts], dtype=torch.float32)
+    return {"split": torch.cat(split, 1).float(), "given": torch.cat(given, 1).float(),
+            "hidden_mid": out.hidden_states[middle][0, positions].float(),
+            "hidden_last": out.hidden_states[-1][0, positions].float(),
+            "next_logprob": next_lp, "token_class": token_class}
+
+
+KINDS = ("attention", "attention+logprob+position", "attention-split", "attention-split+given", "attention+given",
+         "hidden+attention", "attention+extras", "all")
+
+
+def features(item: dict, kind: str, hidden_scale: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """(tokens, F) positive features: surrogate.transform takes logs of everything."""
     if kind == "attention":
         return item["attention"]
-    extra = torch.stack([torch.exp(item["logprob"]).clamp(min=1e-6), item["position"] + 1e-3], dim=1)
-    return torch.cat([item["attention"], extra], dim=1)  # surrogate.transform takes logs of everything
+    if kind == "attention+logprob+position":
+        extra = torch.stack([torch.exp(item["logprob"]).clamp(min=1e-6), item["position"] + 1e-3], dim=1)
+        return torch.cat([item["attention"], extra], dim=1)
+    parts = []
+    if kind in ("attention-split", "attention-split+given", "all"):
+        parts.append(item["split"] + 1e-6)
+    if kind in ("hidden+attention", "attention+extras", "attention+given"):
+        parts.append(item["attention"])
+    if kind in ("attention-split+given", "attention+given", "all"):
+        parts.append(item["given"] + 1e-6)
+    if kind in ("hidden+attention", "all"):
+        # signed values through the surrogate's log: exp of the (scaled, clipped) state, whose log gives it back
+        mean, std = hidden_scale  # from the fitting chains
+        hidden = (torch.cat([item["hidden_mid"], item["hidden_last"]], dim=1) - mean) / std
+        parts.append(torch.exp(hidden.clamp(-8, 8)))
+    if kind in ("attention+extras", "all"):
+        parts.append(torch.stack([torch.exp(item["logprob"]).clamp(min=1e-6),
+                                  torch.exp(item["next_logprob"]).clamp(min=1e-6), item["position"] + 1e-3], dim=1))
+        parts.append(item["token_class"] + 1e-3)
+    return torch.cat(parts, dim=1)
 
 
 def pearsons(predictions: list[torch.Tensor], targets: list[torch.Tensor]) -> list[float]:
@@ -99,7 +177,17 @@ def main() -> None:
     parser.add_argument("--settings", metavar="HIDDEN,WEIGHT_DECAY,EPOCHS",
                         help="skip the grid: train the attention-only surrogate with these settings on every training chain")
     parser.add_argument("--save", type=Path, help="with --settings: save that surrogate here (for `baseline surrogate`)")
+    parser.add_argument("--kinds", default="attention,attention+logprob+position",
+                        help=f"comma-separated feature kinds, of: {', '.join(KINDS)}")
+    parser.add_argument("--seeds", default="0", help="the chosen setting is also trained with these seeds "
+                        "(the grid uses the first): the held-out mean per seed shows how much is training noise")
+    parser.add_argument("--grid", default="16,64,256;0.0001,0.01,0.1;100,300,1000", metavar="HIDDENS;WEIGHT_DECAYS;EPOCHS",
+                        help="the settings tried per kind, chosen by the mean validation Pearson")
     args = parser.parse_args()
+    kinds = args.kinds.split(",")
+    if unknown := [k for k in kinds if k not in KINDS]:
+        parser.error(f"unknown kinds {unknown}; known: {', '.join(KINDS)}")
+    hiddens, weight_decays, epoch_counts = ([float(v) for v in part.split(",")] for part in args.grid.split(";"))
 
     from chainprune.analysis.surrogate import train_surrogate
     from chainprune.models import load_model
@@ -121,6 +209,13 @@ def main() -> None:
         if k % 10 == 9:
             torch.save(data, cache)
             print(f"{k + 1}/{len(chains)} chains scored, {time.perf_counter() - started:.0f} s", flush=True)
+    if any(k not in ("attention", "attention+logprob+position") for k in kinds):
+        missing = [c for c in chains if any(key not in data[c["id"]] for key in EXTRA_KEYS)]
+        for k, chain in enumerate(missing):
+            loaded = loaded or load_model(args.model, dtype="float32", device="cpu")
+            data[chain["id"]].update(extra_data(loaded, chain))
+            if k % 50 == 49:
+                print(f"{k + 1}/{len(missing)} chains given extra features", flush=True)
     torch.save(data, cache)
     items = [data[c["id"]] for c in chains]
     train, test = items[: args.train], items[args.train :]
@@ -148,26 +243,54 @@ def main() -> None:
         print(json.dumps(result["given settings"]), flush=True)
         if args.save:
             surrogate.save(args.save)
-    for kind in ("attention", "attention+logprob+position") if not args.settings else ():
+    def hidden_scale(chosen: list[dict]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if "hidden_mid" not in chosen[0]:
+            return None
+        states = torch.cat([torch.cat([i["hidden_mid"], i["hidden_last"]], dim=1) for i in chosen])
+        return states.mean(0), states.std(0).clamp(min=1e-6)
+
+    result["grid_tried"] = {"hidden": [int(h) for h in hiddens], "weight_decay": weight_decays,
+                            "epochs": [int(e) for e in epoch_counts]}
+    for kind in kinds if not args.settings else ():
         best = None
-        for hidden in (16, 64, 256):
-            for weight_decay in (1e-4, 1e-2, 1e-1):
-                for epochs in (100, 300, 1000):
-                    surrogate = train_surrogate([features(i, kind) for i in fit], [i["target"] for i in fit],
-                                                hidden=hidden, epochs=epochs, weight_decay=weight_decay, seed=0)
-                    val = statistics.fmean(pearsons([surrogate.predict(features(i, kind)) for i in validation],
-                                                    [i["target"] for i in validation]))
-                    row = {"features": kind, "hidden": hidden, "weight_decay": weight_decay, "epochs": epochs,
+        scale = hidden_scale(fit)
+        fit_x, val_x = [features(i, kind, scale) for i in fit], [features(i, kind, scale) for i in validation]
+        for hidden in hiddens:
+            for weight_decay in weight_decays:
+                for epochs in epoch_counts:
+                    tick = time.perf_counter()
+                    surrogate = train_surrogate(fit_x, [i["target"] for i in fit], hidden=int(hidden),
+                                                epochs=int(epochs), weight_decay=weight_decay, seed=0)
+                    val_rs = pearsons([surrogate.predict(x) for x in val_x], [i["target"] for i in validation])
+                    val = statistics.fmean(val_rs)
+                    row = {"features": kind, "hidden": int(hidden), "weight_decay": weight_decay, "epochs": int(epochs),
                            "validation_mean": round(val, 4)}
                     result["grid"].append(row)
+                    print(json.dumps(row), f"{time.perf_counter() - tick:.0f} s", flush=True)
                     if best is None or val > best[0]:
-                        best = (val, row)
-        _, row = best
-        surrogate = train_surrogate([features(i, kind) for i in train], [i["target"] for i in train],
+                        best = (val, row, summary(val_rs))
+        _, row, chosen_validation = best
+        scale = hidden_scale(train)  # the final surrogate is fitted on every training chain, scaled by them
+        train_x, test_x = [features(i, kind, scale) for i in train], [features(i, kind, scale) for i in test]
+        surrogate = train_surrogate(train_x, [i["target"] for i in train],
                                     hidden=row["hidden"], epochs=row["epochs"], weight_decay=row["weight_decay"], seed=0)
-        held_out = summary(pearsons([surrogate.predict(features(i, kind)) for i in test], targets))
-        trained = summary(pearsons([surrogate.predict(features(i, kind)) for i in train], [i["target"] for i in train]))
-        result[f"best {kind}"] = {"chosen_by_validation": row, "test": held_out, "train": trained}
+        held_out = summary(pearsons([surrogate.predict(x) for x in test_x], targets))
+        trained = summary(pearsons([surrogate.predict(x) for x in train_x], [i["target"] for i in train]))
+        result[f"best {kind}"] = {"chosen_by_validation": row, "validation": chosen_validation,
+                                  "features": train_x[0].shape[1],
+                                  "test": held_out, "train": trained}
+        seeds = [int(v) for v in args.seeds.split(",")]
+        if len(seeds) > 1:
+            by_seed = {}
+            for seed in seeds:
+                fitted = train_surrogate(fit_x, [i["target"] for i in fit], hidden=row["hidden"], epochs=row["epochs"],
+                                         weight_decay=row["weight_decay"], seed=seed)
+                val_mean = statistics.fmean(pearsons([fitted.predict(x) for x in val_x], [i["target"] for i in validation]))
+                final = train_surrogate(train_x, [i["target"] for i in train], hidden=row["hidden"], epochs=row["epochs"],
+                                        weight_decay=row["weight_decay"], seed=seed)
+                by_seed[seed] = {"validation_mean": round(val_mean, 4),
+                                 "test_mean": summary(pearsons([final.predict(x) for x in test_x], targets))["mean"]}
+            result[f"best {kind}"]["by_seed"] = by_seed
         print(kind, json.dumps(result[f"best {kind}"]), flush=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if args.out:

@@ -159,3 +159,71 @@ def test_prune_with_surrogate_screening(tmp_path, tiny_pruner):
     bad = PruneConfig(keep=[0.5], screen=2, surrogate=str(tmp_path / "w.pt"))
     with pytest.raises(ValueError, match="expects 3 attention features"):
         run_prune(src, tmp_path / "bad.jsonl", bad, loader=lambda c: tiny_pruner)
+
+
+def test_attention_split_given_features_match_naive_loop(tiny_pruner):
+    model = tiny_pruner.model
+    ids = list(range(5, 17))
+    features = attention_features(model, ids, start=3, count=6, kind="attention-split+given")
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        attentions = model(torch.tensor([ids]), output_attentions=True).attentions
+    model.set_attn_implementation("sdpa")
+    heads = attentions[0].shape[1]
+    width = len(attentions) * heads
+    assert features.shape == (6, 5 * width)
+    for row, p in enumerate(range(3, 9)):
+        for layer, a in enumerate(attentions):
+            for h in range(heads):
+                bands = [[p + 1], range(p + 2, min(p + 9, len(ids))), range(p + 9, len(ids))]
+                for b, queries in enumerate(bands):
+                    expected = np.mean([float(a[0, h, q, p]) for q in queries]) if len(queries) else 0.0
+                    assert float(features[row, layer * 3 * heads + b * heads + h]) == pytest.approx(expected, rel=1e-5)
+                weights = a[0, h, p, : p + 1].double()
+                entropy = float(-(weights * torch.log(weights)).sum())
+                base = 3 * width + layer * 2 * heads
+                assert float(features[row, base + h]) == pytest.approx(float(a[0, h, p, p - 1]), rel=1e-5)
+                assert float(features[row, base + heads + h]) == pytest.approx(entropy, rel=1e-5)
+    with pytest.raises(ValueError, match="known: attention, attention"):
+        attention_features(model, ids, start=3, count=6, kind="hidden")
+
+
+def test_feature_kind_is_saved_and_used(tmp_path, tiny_pruner):
+    from chainprune.chains import tokenize_chain
+    from chainprune.pipelines.prune import PruneConfig, run_prune
+    from chainprune.ranking import SurrogateModel, get_ranker
+    from chainprune.types import Chain
+
+    chains = [{"id": f"c{k}", "question": "How many?", "reasoning": s, "answer": "The answer is 3."}
+              for k, s in enumerate(SENTENCES)]
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(c) + "\n" for c in chains[:4]))
+    test.write_text("".join(json.dumps(c) + "\n" for c in chains[4:]))
+    model = tiny_pruner.model
+    run_surrogate(train, test, tmp_path / "given.pt", model, tiny_pruner, hidden=8, epochs=20,
+                  feature_kind="attention-split+given")
+    given = Surrogate.load(tmp_path / "given.pt")
+    assert given.feature_kind == "attention-split+given" and given.info["features"] == 5 * 2 * 4
+    ids = tokenize_chain(tiny_pruner.tokenizer, Chain(**chains[0]))
+    start, n = len(ids.prompt_ids), len(ids.reasoning_ids)
+    predicted = given.predict(attention_features(model, ids.input_ids, start, n, "attention-split+given")).tolist()
+    ranking = get_ranker("surrogate")(ids, SurrogateModel(model=model, surrogate=given, name="given.pt"))
+    assert ranking.scores == pytest.approx([-p for p in predicted])
+    # a surrogate saved before feature kinds existed has none in its info: it is an attention surrogate
+    old = train_surrogate([torch.rand(5, 8) for _ in range(3)], [torch.rand(5) for _ in range(3)], hidden=4, epochs=2)
+    assert "feature_kind" not in old.info
+    old.save(tmp_path / "old.pt")
+    old = Surrogate.load(tmp_path / "old.pt")
+    assert old.feature_kind == "attention"
+    ranking = get_ranker("surrogate")(ids, SurrogateModel(model=model, surrogate=old, name="old.pt"))
+    assert ranking.scores == pytest.approx([-p for p in old.predict(attention_features(model, ids.input_ids, start, n)).tolist()])
+    # prune --surrogate screens with the kind the file records (M >= n: the exact order either way)
+    src = tmp_path / "chains.jsonl"
+    src.write_text(json.dumps(chains[0]) + "\n")
+    exact, screened = tmp_path / "exact.jsonl", tmp_path / "screened.jsonl"
+    run_prune(src, exact, PruneConfig(keep=[0.5], dtype="float64"), loader=lambda c: tiny_pruner)
+    config = PruneConfig(keep=[0.5], dtype="float64", screen=100, refresh=50, surrogate=str(tmp_path / "given.pt"))
+    run_prune(src, screened, config, loader=lambda c: tiny_pruner)
+    assert json.loads(screened.read_text())["deletion_order"] == json.loads(exact.read_text())["deletion_order"]
+    with pytest.raises(ValueError, match="unknown surrogate feature kind"):
+        run_surrogate(train, test, tmp_path / "x.pt", model, tiny_pruner, hidden=8, epochs=5, feature_kind="hidden")

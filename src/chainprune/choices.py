@@ -6,7 +6,7 @@ kept apart from what they name: this module imports nothing it names, so the CLI
 ("package.module:attribute"). `scoring.ENGINES` and `ranking.RANKERS` import those objects (`load`) when their
 package is imported; nothing else lists the names. This module does not know what an engine or a ranker is.
 The other layers take their names from here (`models.DTYPES`, `models.DEVICES`, `generation.BACKENDS`,
-`models.gguf.STORE_DTYPES`).
+`models.gguf.STORE_DTYPES`, `analysis.surrogate.FEATURE_KINDS`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ BACKENDS = ("transformers", "vllm")
 DTYPES = ("float32", "float64", "bfloat16", "float16")  # besides "auto"
 DEVICES = ("auto", "cpu", "cuda")
 STORE_DTYPES = ("float32", "bfloat16")  # of a converted GGUF file on disk
+SURROGATE_FEATURES = ("attention", "attention-split+given")  # a saved surrogate without a kind is "attention"
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_MAX_BATCH_TOKENS = 8192

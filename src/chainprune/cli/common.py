@@ -36,6 +36,7 @@ DatasetName = choice("DatasetName", TASKS)
 Backend = choice("Backend", choices.BACKENDS)
 BaselineMethod = choice("BaselineMethod", choices.RANKERS)
 StoreDtype = choice("StoreDtype", choices.STORE_DTYPES)
+SurrogateFeatures = choice("SurrogateFeatures", choices.SURROGATE_FEATURES)
 
 
 def keep_fractions(values: list[float] | None) -> list[float]:

@@ -440,9 +440,10 @@ class SurrogateResult:
 
 
 def surrogate_data(path: Path, attention_model: Any, pruner: Any, objective: str, engine: str = "prefix",
-                   track: Track = no_track) -> tuple[SurrogateData, list[RecordError]]:
-    """Features and targets for every chain of `path`: traces (targets from a `--save-scores` sidecar when
-    there is one, else scored here) or plain chains (tokenized and scored with `pruner`)."""
+                   track: Track = no_track, feature_kind: str = "attention") -> tuple[SurrogateData, list[RecordError]]:
+    """Features (of `feature_kind`) and targets for every chain of `path`: traces (targets from a
+    `--save-scores` sidecar when there is one, else scored here) or plain chains (tokenized and scored with
+    `pruner`)."""
     import torch
 
     from chainprune.analysis.surrogate import attention_features
@@ -474,7 +475,7 @@ def surrogate_data(path: Path, attention_model: Any, pruner: Any, objective: str
             else:
                 scorer = ChainScorer(pruner.model, ids, objective, engine, DEFAULT_MAX_BATCH_TOKENS)
                 target = scorer.candidates(list(range(n)))[1].float().cpu()
-            features = attention_features(attention_model, ids.input_ids, len(ids.prompt_ids), n)
+            features = attention_features(attention_model, ids.input_ids, len(ids.prompt_ids), n, feature_kind)
         except (ValueError, KeyError, TypeError, RuntimeError, ChainError) as e:
             failures.append(RecordError(line, trace_id, f"{type(e).__name__}: {e}"))
             continue
@@ -487,17 +488,22 @@ def surrogate_data(path: Path, attention_model: Any, pruner: Any, objective: str
 def run_surrogate(
     train: Path, test: Path, out: Path, attention_model: Any, pruner: Any, objective: str = "joint",
     hidden: int = 64, epochs: int = 300, seed: int = 0, info: dict[str, Any] | None = None, track: Track = no_track,
+    feature_kind: str = "attention",
 ) -> SurrogateResult:
-    """Train the attention surrogate on `train`, report held-out Pearson on `test`. Writes the surrogate to
-    `out` (torch file), per-chain Pearson to `out`.csv and a scatter plot to `out`.png/.svg."""
+    """Train the attention surrogate on `train` (features of `feature_kind`, recorded in the saved file), report
+    held-out Pearson on `test`. Writes the surrogate to `out` (torch file), per-chain Pearson to `out`.csv and a
+    scatter plot to `out`.png/.svg."""
     import statistics
 
     import torch
 
-    from chainprune.analysis.surrogate import evaluate, train_surrogate
+    from chainprune.analysis.surrogate import FEATURE_KINDS, evaluate, train_surrogate
 
-    train_data, failures = surrogate_data(train, attention_model, pruner, objective, track=track)
-    test_data, test_failures = surrogate_data(test, attention_model, pruner, objective, track=track)
+    if feature_kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown surrogate feature kind {feature_kind!r}; known: {', '.join(FEATURE_KINDS)}")
+    train_data, failures = surrogate_data(train, attention_model, pruner, objective, track=track, feature_kind=feature_kind)
+    test_data, test_failures = surrogate_data(test, attention_model, pruner, objective, track=track,
+                                              feature_kind=feature_kind)
     failures += test_failures
     overlap = set(train_data.ids) & set(test_data.ids)
     if overlap:
@@ -505,7 +511,8 @@ def run_surrogate(
     if not train_data.ids or not test_data.ids:
         raise ValueError("need at least one usable chain in both --train and --test")
     surrogate = train_surrogate(train_data.features, train_data.targets, hidden=hidden, epochs=epochs, seed=seed,
-                                info=dict(info or {}, objective=objective, train_chains=len(train_data.ids)))
+                                info=dict(info or {}, objective=objective, train_chains=len(train_data.ids),
+                                          feature_kind=feature_kind))
     test_r = evaluate(surrogate, test_data.features, test_data.targets)
     train_r = evaluate(surrogate, train_data.features, train_data.targets)
     surrogate.info["test_pearson_mean"] = statistics.fmean(test_r)

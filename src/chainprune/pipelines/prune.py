@@ -269,17 +269,18 @@ def longest_first(todo: Sequence[tuple[int, Chain]]) -> list[tuple[int, Chain]]:
 def surrogate_screener(path: str, pruner: LoadedModel) -> Callable:
     """Predicted scores of a chain's reasoning tokens from a saved attention surrogate, with the pruner's own
     attention as features (the surrogate must have been trained on this model's attention)."""
-    from chainprune.analysis.surrogate import Surrogate, attention_features
+    from chainprune.analysis.surrogate import Surrogate, attention_features, feature_count
 
     surrogate = Surrogate.load(Path(path))
     config = pruner.model.config
-    width = config.num_hidden_layers * config.num_attention_heads
+    kind = surrogate.feature_kind
+    width = feature_count(config.num_hidden_layers, config.num_attention_heads, kind)
     if surrogate.info.get("features") != width:
-        raise ValueError(f"surrogate {path} expects {surrogate.info.get('features')} attention features; "
-                         f"{pruner.name} has {width} (layers x heads): train it on this model")
+        raise ValueError(f"surrogate {path} expects {surrogate.info.get('features')} {kind} features; "
+                         f"{pruner.name} gives {width}: train it on this model")
 
     def screener(ids) -> list[float]:
-        features = attention_features(pruner.model, ids.input_ids, len(ids.prompt_ids), len(ids.reasoning_ids))
+        features = attention_features(pruner.model, ids.input_ids, len(ids.prompt_ids), len(ids.reasoning_ids), kind)
         return surrogate.predict(features).tolist()
 
     return screener

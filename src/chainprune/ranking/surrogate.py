@@ -1,5 +1,6 @@
 """The attention surrogate as a ranker: one forward of the pruner, the attention each reasoning token receives
-(per layer and head), and a trained surrogate (`chainprune analyze surrogate`) predicting each token's
+(per layer and head; split by distance, with the attention it gives, when the surrogate was trained with
+`--features attention-split+given`), and a trained surrogate (`chainprune analyze surrogate`) predicting each token's
 post-deletion objective; the tokens predicted safest to delete go first. APPROXIMATE greedy pruning at the
 cost of one forward, where exact greedy scores every candidate at every step.
 
@@ -32,10 +33,11 @@ def surrogate(ids: ChainIds, model: SurrogateModel, seed: int = 0) -> Ranking:
     m = len(ids.reasoning_ids)
     if m == 0:
         return Ranking(deletion_order=[], scores=[])
-    features = attention_features(model.model, ids.input_ids, len(ids.prompt_ids), m)
+    kind = model.surrogate.feature_kind
+    features = attention_features(model.model, ids.input_ids, len(ids.prompt_ids), m, kind)
     expected = model.surrogate.info.get("features")
     if expected is not None and features.shape[1] != expected:
-        raise ValueError(f"the surrogate {model.name} takes {expected} attention features, this pruner gives "
+        raise ValueError(f"the surrogate {model.name} takes {expected} {kind} features, this pruner gives "
                          f"{features.shape[1]}: train it on the same model")
     scores = (-model.surrogate.predict(features)).tolist()
     return Ranking(deletion_order=order_by_importance(scores), scores=scores)
