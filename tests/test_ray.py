@@ -50,25 +50,17 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_pruner):
-    path = tmp_path_factory.mktemp("tiny-model")
-    tiny_pruner.model.save_pretrained(path)
-    tiny_pruner.tokenizer.save_pretrained(path)
-    return path
-
-
-def config(model_dir, **overrides) -> PruneConfig:
-    return PruneConfig(model=str(model_dir), dtype="float64", device="cpu", keep=[0.8, 0.5], **overrides)
+def config(tiny_model_dir, **overrides) -> PruneConfig:
+    return PruneConfig(model=str(tiny_model_dir), dtype="float64", device="cpu", keep=[0.8, 0.5], **overrides)
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, model_dir):
+def reference(tmp_path_factory, tiny_model_dir):
     """The single-process run of CHAINS plus one bad line: what every Ray run must reproduce."""
     root = tmp_path_factory.mktemp("reference")
     source = write_jsonl(root / "in.jsonl", [*CHAINS[:3], "{broken", *CHAINS[3:]])
     out = root / "single.jsonl"
-    summary = run_prune(source, out, config(model_dir, save_scores=True))
+    summary = run_prune(source, out, config(tiny_model_dir, save_scores=True))
     assert summary.done == len(CHAINS) and [e.line for e in summary.failures] == [4]
     return source, out.read_bytes(), scores_path(out).read_bytes()
 
@@ -90,11 +82,11 @@ class Recorder(ClusterReporter):
         self.done.append(chain.id)
 
 
-def test_identical_to_single_process_and_longest_first(tmp_path, cluster, model_dir, reference):
+def test_identical_to_single_process_and_longest_first(tmp_path, cluster, tiny_model_dir, reference):
     source, expected, expected_scores = reference
     out = tmp_path / "ray.jsonl"
     recorder = Recorder()
-    summary = run_prune_distributed(source, out, config(model_dir, save_scores=True), RayOptions(workers=2),
+    summary = run_prune_distributed(source, out, config(tiny_model_dir, save_scores=True), RayOptions(workers=2),
                                     reporter=recorder)
     assert out.read_bytes() == expected  # completion order was rewritten into input order
     assert scores_path(out).read_bytes() == expected_scores  # --save-scores records come back from the workers
@@ -107,10 +99,10 @@ def test_identical_to_single_process_and_longest_first(tmp_path, cluster, model_
     # has finished every chain depends on the machine's load, so both are not required to have worked.)
     assert {pid for _, pid in recorder.sent} <= set(recorder.pids) and 1 <= len(set(recorder.pids)) <= 2
     assert sorted(recorder.done) == sorted(c["id"] for c in CHAINS)
-    assert json.loads((tmp_path / "ray.jsonl.config.json").read_text())["model"] == str(model_dir)
+    assert json.loads((tmp_path / "ray.jsonl.config.json").read_text())["model"] == str(tiny_model_dir)
 
 
-def test_worker_sigkilled_mid_run_is_replaced_and_its_chain_retried(tmp_path, cluster, model_dir, reference):
+def test_worker_sigkilled_mid_run_is_replaced_and_its_chain_retried(tmp_path, cluster, tiny_model_dir, reference):
     source, expected, _ = reference
     out = tmp_path / "ray.jsonl"
 
@@ -122,7 +114,7 @@ def test_worker_sigkilled_mid_run_is_replaced_and_its_chain_retried(tmp_path, cl
                 os.kill(self.victim, signal.SIGKILL)
 
     recorder = KillOnFirstResult()
-    summary = run_prune_distributed(source, out, config(model_dir), RayOptions(workers=2), reporter=recorder)
+    summary = run_prune_distributed(source, out, config(tiny_model_dir), RayOptions(workers=2), reporter=recorder)
     assert out.read_bytes() == expected
     assert summary.worker_deaths == 1 and summary.retries == 1 and summary.done == len(CHAINS)
     assert [pid for pid, _ in recorder.deaths] == [recorder.victim]
@@ -131,7 +123,7 @@ def test_worker_sigkilled_mid_run_is_replaced_and_its_chain_retried(tmp_path, cl
     assert sorted(recorder.done) == sorted(c["id"] for c in CHAINS)  # each chain finished exactly once
 
 
-def test_chain_that_keeps_killing_workers_fails_after_bounded_retries(tmp_path, cluster, model_dir):
+def test_chain_that_keeps_killing_workers_fails_after_bounded_retries(tmp_path, cluster, tiny_model_dir):
     source = write_jsonl(tmp_path / "in.jsonl", CHAINS[:4])
     out = tmp_path / "ray.jsonl"
     poison = CHAINS[1]["id"]
@@ -143,7 +135,7 @@ def test_chain_that_keeps_killing_workers_fails_after_bounded_retries(tmp_path, 
                 os.kill(pid, signal.SIGKILL)
 
     recorder = KillWhenPoisonRuns()
-    summary = run_prune_distributed(source, out, config(model_dir), RayOptions(workers=2, max_retries=1, queue=1),
+    summary = run_prune_distributed(source, out, config(tiny_model_dir), RayOptions(workers=2, max_retries=1, queue=1),
                                     reporter=recorder)
     assert ids_in(out) == [c["id"] for c in CHAINS[:4] if c["id"] != poison]
     assert [(e.line, e.id) for e in summary.failures] == [(2, poison)]
@@ -152,10 +144,10 @@ def test_chain_that_keeps_killing_workers_fails_after_bounded_retries(tmp_path, 
     assert [cid for cid, _ in recorder.sent].count(poison) == 2
 
 
-def test_driver_killed_mid_run_then_resumed_after_a_torn_write(tmp_path, cluster, model_dir, reference):
+def test_driver_killed_mid_run_then_resumed_after_a_torn_write(tmp_path, cluster, tiny_model_dir, reference):
     source, expected, _ = reference
     out = tmp_path / "ray.jsonl"
-    args = [sys.executable, "-m", "chainprune.cli", "prune", str(source), "--out", str(out), "--model", str(model_dir),
+    args = [sys.executable, "-m", "chainprune.cli", "prune", str(source), "--out", str(out), "--model", str(tiny_model_dir),
             "--dtype", "float64", "--device", "cpu", "--keep", "0.8", "--keep", "0.5",
             "--ray", "--ray-address", cluster, "--workers", "2"]
     driver = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -185,13 +177,13 @@ def test_worker_that_cannot_load_the_model_stops_the_run_with_its_error(tmp_path
     assert not out.exists() or out.read_text() == ""  # nothing half-done; a later run starts from scratch
 
 
-def test_resume_of_a_complete_output_starts_no_workers_and_keeps_it(tmp_path, cluster, model_dir, reference):
+def test_resume_of_a_complete_output_starts_no_workers_and_keeps_it(tmp_path, cluster, tiny_model_dir, reference):
     source, expected, _ = reference
     out = tmp_path / "ray.jsonl"
     lines = expected.splitlines(keepends=True)
     out.write_bytes(b"".join(reversed(lines)))  # as a killed run might leave it: completion order
     recorder = Recorder()
-    summary = run_prune_distributed(source, out, config(model_dir), resume=True, reporter=recorder)
+    summary = run_prune_distributed(source, out, config(tiny_model_dir), resume=True, reporter=recorder)
     assert summary.skipped == len(CHAINS) and summary.done == 0 and recorder.pids == []
     assert out.read_bytes() == expected
 
