@@ -176,6 +176,8 @@ def main() -> None:
     parser.add_argument("--score-only-cached", action="store_true", help="fail instead of scoring a missing chain")
     parser.add_argument("--settings", metavar="HIDDEN,WEIGHT_DECAY,EPOCHS",
                         help="skip the grid: train the attention-only surrogate with these settings on every training chain")
+    parser.add_argument("--settings-kind", choices=("attention", "attention-split+given"), default="attention",
+                        help="with --settings: the feature kind (one the library computes, for --save)")
     parser.add_argument("--save", type=Path, help="with --settings: save that surrogate here (for `baseline surrogate`)")
     parser.add_argument("--kinds", default="attention,attention+logprob+position",
                         help=f"comma-separated feature kinds, of: {', '.join(KINDS)}")
@@ -234,11 +236,17 @@ def main() -> None:
     print(json.dumps(result["no_training"], indent=1), flush=True)
     if args.settings:
         hidden, weight_decay, epochs = args.settings.split(",")
-        row = {"features": "attention", "hidden": int(hidden), "weight_decay": float(weight_decay), "epochs": int(epochs)}
-        surrogate = train_surrogate([i["attention"] for i in train], [i["target"] for i in train], hidden=row["hidden"],
-                                    epochs=row["epochs"], weight_decay=row["weight_decay"], seed=0)
-        result["given settings"] = {"settings": row, "test": summary(pearsons([surrogate.predict(i["attention"]) for i in test], targets)),
-                                    "train": summary(pearsons([surrogate.predict(i["attention"]) for i in train], [i["target"] for i in train]))}
+        kind = args.settings_kind  # a kind the library computes too (`attention_features`), so `--save` can be used
+
+        def library_features(item: dict) -> torch.Tensor:  # what `attention_features(kind=...)` gives
+            return features(item, kind)
+
+        row = {"features": kind, "hidden": int(hidden), "weight_decay": float(weight_decay), "epochs": int(epochs)}
+        surrogate = train_surrogate([library_features(i) for i in train], [i["target"] for i in train], hidden=row["hidden"],
+                                    epochs=row["epochs"], weight_decay=row["weight_decay"], seed=0,
+                                    info={"feature_kind": kind})
+        result["given settings"] = {"settings": row, "test": summary(pearsons([surrogate.predict(library_features(i)) for i in test], targets)),
+                                    "train": summary(pearsons([surrogate.predict(library_features(i)) for i in train], [i["target"] for i in train]))}
         result["test_ids"] = [c["id"] for c in chains[args.train :]]
         print(json.dumps(result["given settings"]), flush=True)
         if args.save:
