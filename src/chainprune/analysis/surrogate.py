@@ -41,6 +41,12 @@ def pearson_loss(predictions: Sequence[torch.Tensor], targets: Sequence[torch.Te
     return 1 - torch.stack(rs).mean() if rs else torch.zeros(())
 
 
+def check_feature_kind(kind: str) -> None:
+    """ValueError unless `kind` is one of `FEATURE_KINDS`."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown surrogate feature kind {kind!r}; known: {', '.join(FEATURE_KINDS)}")
+
+
 def feature_count(layers: int, heads: int, kind: str = "attention") -> int:
     """Columns of `attention_features` of that kind for a model of `layers` x `heads`."""
     return layers * heads * (5 if kind == "attention-split+given" else 1)
@@ -55,8 +61,7 @@ def attention_features(
     `attention-split+given`: (count, 5 * layers * heads): per layer, the mean attention received from the next
     position, from 2-8 positions after and from the rest (3 x heads; 0 where no position is that far), then per
     layer the weight each position gives the previous one and the entropy of its attention row (2 x heads)."""
-    if kind not in FEATURE_KINDS:
-        raise ValueError(f"unknown surrogate feature kind {kind!r}; known: {', '.join(FEATURE_KINDS)}")
+    check_feature_kind(kind)
     previous = model.config._attn_implementation
     if previous != "eager":
         model.set_attn_implementation("eager")

@@ -11,6 +11,7 @@ code, write JSONL / CSV / figures.
 from __future__ import annotations
 
 import csv
+from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,11 @@ def run_annotate(
 DEFAULT_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 
 
+def fractions_reached(fractions: Sequence[float] | None, smallest: float) -> list[float]:
+    """The keep fractions asked for (default `DEFAULT_FRACTIONS`) down to `smallest`, the lowest one reached."""
+    return [r for r in (fractions or DEFAULT_FRACTIONS) if r >= smallest - 1e-12]
+
+
 @dataclass
 class RetentionResult:
     rows: list[dict[str, Any]]  # one per (label, keep, category), as in the CSV
@@ -175,7 +181,7 @@ def run_retention(
     rows: list[dict[str, Any]] = []
     figure_panels = []
     for label, chains, floor in panels:
-        grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= floor - 1e-12]
+        grid = fractions_reached(fractions, floor)
         lengths = [len(chain[0]) for chain in chains]
         curves: dict[str, list[tuple[float, float]]] = {c: [] for c in CATEGORIES}
         points = retention_curve(chains, grid)
@@ -314,11 +320,10 @@ def run_dynamics(
             failures += own_errors
             saved = {**scored, **saved}
         todo = [(line, t) for line, t in records if str(t.id) not in saved]
-        with JsonlAppender(own) as writer:
+        with JsonlAppender(own) if todo else nullcontext() as writer:  # nothing to score: no file
             for line, trace in track(todo, len(todo), "scoring keep fractions"):
-                grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= trace.smallest_keep - 1e-12]
                 try:
-                    passes = grid_passes(pruner, trace, grid)
+                    passes = grid_passes(pruner, trace, fractions_reached(fractions, trace.smallest_keep))
                 except ValueError as e:
                     failures.append(RecordError(line, str(trace.id), str(e)))
                     continue
@@ -334,7 +339,7 @@ def run_dynamics(
                 failures.append(RecordError(line, trace_id, f"no saved scores in {scores}"))
             continue
         saved_n, passes = saved[trace_id]
-        grid = [r for r in (fractions or DEFAULT_FRACTIONS) if r >= trace.smallest_keep - 1e-12]
+        grid = fractions_reached(fractions, trace.smallest_keep)
         try:
             if saved_n != n:
                 raise ValueError(f"saved scores are for {saved_n} tokens, the trace has {n}")
@@ -497,10 +502,9 @@ def run_surrogate(
 
     import torch
 
-    from chainprune.analysis.surrogate import FEATURE_KINDS, evaluate, train_surrogate
+    from chainprune.analysis.surrogate import check_feature_kind, evaluate, train_surrogate
 
-    if feature_kind not in FEATURE_KINDS:
-        raise ValueError(f"unknown surrogate feature kind {feature_kind!r}; known: {', '.join(FEATURE_KINDS)}")
+    check_feature_kind(feature_kind)  # before any chain is read: every one would fail alike
     train_data, failures = surrogate_data(train, attention_model, pruner, objective, track=track, feature_kind=feature_kind)
     test_data, test_failures = surrogate_data(test, attention_model, pruner, objective, track=track,
                                               feature_kind=feature_kind)

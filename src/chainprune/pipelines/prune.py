@@ -83,11 +83,10 @@ class PruneConfig:
         if self.batch_chains > 1 and not engine.runs_packs:
             raise ValueError(f"batch_chains runs the packed forwards of several chains as one: it needs --engine "
                              f"{' or '.join(engines_that('runs_packs'))} (got {self.engine})")
-        if isinstance(self.margin, (list, tuple)) and len(self.margin) == 1:
-            self.margin = float(self.margin[0])  # one margin is a number, as in runs saved before schedules
-        elif isinstance(self.margin, tuple):
-            self.margin = list(self.margin)
-        self.approximation  # validates per_step, screen, refresh, lookahead and margin
+        # validates per_step, screen, refresh, lookahead and margin; the margin as the approximation reads it (one
+        # margin a number, as in runs saved before margins per window; several a list, for the settings file)
+        margin = self.approximation.margin
+        self.margin = list(margin) if isinstance(margin, tuple) else margin
         check_unit(self.unit)
         if self.unit != "token" and self.save_scores:
             raise ValueError(f"--unit {self.unit} deletes several tokens a step; --save-scores records the scores of "
