@@ -195,7 +195,8 @@ def chunked_model(tiny_gguf, tmp_path, monkeypatch):
     site = tmp_path / "site"
     modules = []
     for i in range(3):
-        module = f"fake_tiny_part{i + 1}_{id(tmp_path) % 10_000}"
+        # unique per test: a name reused by a later test would be imported from sys.modules, the earlier parts
+        module = f"fake_tiny_part{i + 1}_{tmp_path.name}"
         package = site / module
         (package / "data").mkdir(parents=True)
         (package / "data" / f"part{i}.bin").write_bytes(data[cuts[i]:cuts[i + 1]])
