@@ -150,17 +150,26 @@ def replay(recorded: list[dict], window: int, screen: int, margin: tuple[float, 
             "fewer_token_forwards_than_naive": naive / tokens}
 
 
-def winner_tails(recorded: list[dict], windows: list[int], margins: list[float]) -> list[dict]:
+def winner_tails(recorded: list[dict], windows: list[int], margins: list[float], stale: bool = False) -> list[dict]:
     """Per window w: how far the estimate of each pass's best candidate falls short of its exact score (the
     score change past the window; positive: the estimate under-states the winner, which a margin must cover),
-    and how many candidates' estimates are within each margin of the best exact score (what widening costs)."""
+    and how many candidates' estimates are within each margin of the best exact score (what widening costs).
+
+    `stale`: the estimate adds each candidate's tail as measured at the previous recorded pass (a memory of
+    the far chain's response; passes without a previous one are skipped)."""
     rows = []
     for w in windows:
         shortfalls, close, pairs = [], {d: [] for d in margins}, []
         for chain in recorded:
+            before: dict[int, float] | None = None
             for p in chain["passes"]:
                 scores, gains = p["scores"].astype(np.float64), p["gains"]
                 tails = np.array([g[w - 1 :].sum() for g in gains])
+                known, before = before, {pos: t for pos, t in zip(p["remaining"], tails)}
+                if stale:
+                    if known is None:
+                        continue
+                    tails = tails - np.array([known.get(pos, 0.0) for pos in p["remaining"]])
                 # can the part already seen predict the rest? the gains from window w // 4 to w against the tail
                 pairs += [(g[max(w // 4, 1) - 1 : w - 1].sum(), g[w - 1 :].sum()) for g in gains if len(g) >= 2 * w and w >= 4]
                 best = int(np.argmax(scores))
@@ -191,6 +200,8 @@ def main() -> None:
                         help="margins to try; 8,5,2 is one margin per window (W, 4W, 16W, ...)")
     parser.add_argument("--tails", type=int, nargs="*", default=None, metavar="W",
                         help="also report, per window W, how far the winner's estimate falls short (margin study)")
+    parser.add_argument("--stale-tails", action="store_true",
+                        help="with --tails: estimates carry each candidate's tail from the previous recorded pass")
     parser.add_argument("--every", type=int, default=1, help="record every this many passes (long chains)")
     parser.add_argument("--scores", type=Path, default=None, help="the traces' --save-scores sidecar (runners-up of sampled passes)")
     parser.add_argument("--cache", type=Path, default=None, help="recorded passes (default: beside the traces)")
@@ -209,9 +220,9 @@ def main() -> None:
         print(f"{r['lookahead']:>3} {r['screen']:>3} {r['margin']:>9} {r['recall']:>7.4f} "
               f"{r['chains_all_hit']:>4}/{r['chains']:<3} {r['token_forwards_per_pass']:>8.0f} "
               f"{r['forwards_per_pass']:>9.1f} {r['fewer_token_forwards_than_naive']:>11.1f}")
-    result = {"traces": str(args.traces), "examples": args.examples, "every": args.every, "rows": rows}
+    result = {"traces": str(args.traces), "examples": args.examples, "every": args.every, "stale_tails": args.stale_tails, "rows": rows}
     if args.tails:
-        result["winner_tails"] = winner_tails(recorded, args.tails, [1.0, 2.0, 3.0, 5.0, 8.0])
+        result["winner_tails"] = winner_tails(recorded, args.tails, [1.0, 2.0, 3.0, 5.0, 8.0], args.stale_tails)
         print(f"{'window':>6} {'winner short: max':>18} {'p95':>6} {'median':>7}  candidates within 1/2/3/5/8 nats")
         for r in result["winner_tails"]:
             print(f"{r['window']:>6} {r['winner_shortfall_max']:>18.2f} {r['winner_shortfall_p95']:>6.2f} "
