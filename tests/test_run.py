@@ -33,3 +33,31 @@ def test_errors_file_only_when_there_are_errors(tmp_path):
     assert json.loads(errors_path(out).read_text()) == {"line": 3, "id": "x", "error": "bad"}
     write_errors(out, [])
     assert not errors_path(out).exists()
+
+
+def test_progress_prints_one_line_per_example_where_no_terminal_draws_bars(monkeypatch):
+    """A background run's log gets a line per finished example (bars only draw on a terminal)."""
+    import io
+
+    from rich.console import Console
+
+    from chainprune.data.jsonl import RecordError
+    from chainprune.report import progress
+    from chainprune.types import Chain, Trace
+
+    log = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=log, force_terminal=False, width=200))
+    reporter = progress.ProgressReporter()
+    trace = Trace("c-1", "m", "joint", [1], [5, 6, 7], [2], [2, 0, 1], [-3.0, -2.0, -1.0, 0.0], [], {}, token_forwards=1234)
+    reporter.start(3)
+    for chain, result, error in [(Chain("c-1", "q", "r", "a"), trace, None),
+                                 (Chain("c-2", "q", "r", "a"), None, RecordError(7, "c-2", "no reasoning")),
+                                 (Chain("c-3", "q", "r", "a"), None, None)]:
+        reporter.example(chain, 3)
+        reporter.finished(chain, result, error)
+    reporter.stop()
+    lines = log.getvalue().splitlines()
+    assert any(line.startswith("1/3 c-1: 3 deletions, 1,234 token-forwards, ") for line in lines)
+    assert any("error" in line and "no reasoning" in line for line in lines)
+    assert not any(line.startswith("2/3") for line in lines)  # a failed example is reported as an error only
+    assert any(line.startswith("3/3 c-3, ") for line in lines)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -14,7 +17,9 @@ console = Console(stderr=True, soft_wrap=True)
 
 
 class ProgressReporter(Reporter):
-    """Two bars: examples done, and deletion steps of the example in progress. Errors print as they happen."""
+    """Two bars: examples done, and deletion steps of the example in progress. Errors print as they happen.
+    When stderr is no terminal (a background run's log), where bars do not draw, each finished example is one
+    line instead."""
 
     def __init__(self) -> None:
         self.progress = Progress(
@@ -28,6 +33,7 @@ class ProgressReporter(Reporter):
         )
         self.examples = None
         self.steps = None
+        self.started = time.perf_counter()
 
     def start(self, total: int) -> None:
         self.progress.start()
@@ -36,6 +42,7 @@ class ProgressReporter(Reporter):
 
     def example(self, chain: Chain, steps: int) -> None:
         self.progress.update(self.steps, description=f"  {chain.id[:24]}", completed=0, total=None)
+        self.started = time.perf_counter()
 
     def step(self, done: int, total: int) -> None:
         self.progress.update(self.steps, completed=done, total=total)
@@ -44,6 +51,11 @@ class ProgressReporter(Reporter):
         if error is not None:
             self.progress.console.print(f"[red]error[/red] {error}")
         self.progress.advance(self.examples)
+        if not self.progress.console.is_terminal and error is None:
+            task = self.progress.tasks[self.examples]
+            what = f": {len(trace.deletion_order)} deletions, {trace.token_forwards:,} token-forwards" if trace else ""
+            self.progress.console.print(f"{int(task.completed)}/{int(task.total or 0)} {escape(str(chain.id))}{what}, "
+                                        f"{time.perf_counter() - self.started:.0f} s", highlight=False)
 
     def stop(self) -> None:
         self.progress.stop()
