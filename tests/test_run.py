@@ -61,3 +61,33 @@ def test_progress_prints_one_line_per_example_where_no_terminal_draws_bars(monke
     assert any("error" in line and "no reasoning" in line for line in lines)
     assert not any(line.startswith("2/3") for line in lines)  # a failed example is reported as an error only
     assert any(line.startswith("3/3 c-3, ") for line in lines)
+
+
+def test_progress_lines_of_a_ray_run_and_errors_printed_as_written(monkeypatch):
+    """The distributed prune's log gets the same line per finished example, timed from the run's start; an
+    error's text is printed as written (brackets are not taken for markup)."""
+    import io
+
+    from rich.console import Console
+
+    from chainprune.data.jsonl import RecordError
+    from chainprune.report import cluster_progress, progress
+    from chainprune.types import Chain, Trace
+
+    log = io.StringIO()
+    quiet = Console(file=log, force_terminal=False, width=200)
+    monkeypatch.setattr(cluster_progress, "console", quiet)
+    monkeypatch.setattr(progress, "console", quiet)
+    trace = Trace("c-1", "m", "joint", [1], [5, 6], [2], [1, 0], [-2.0, -1.0, 0.0], [], {}, token_forwards=56)
+    cluster = cluster_progress.ClusterProgress()
+    cluster.start(2, workers=1)
+    cluster.finished(Chain("c-1", "q", "r", "a"), trace, None)
+    cluster.stop()
+    single = progress.ProgressReporter()
+    single.start(1)
+    single.example(Chain("c-2", "q", "r", "a"), 1)
+    single.finished(Chain("c-2", "q", "r", "a"), None, RecordError(3, "c-2", "field [reasoning] is missing"))
+    single.stop()
+    lines = log.getvalue().splitlines()
+    assert any(line.startswith("1/2 c-1: 2 deletions, 56 token-forwards, ") and line.endswith(" s into the run") for line in lines)
+    assert any("field [reasoning] is missing" in line for line in lines)

@@ -1,7 +1,8 @@
 """Progress and the end-of-run summary of a distributed prune (`chainprune prune --ray`), on stderr.
 
 One bar for the examples of the whole cluster, with the rate in examples per hour, the time left, the workers
-alive and the retries so far; worker deaths, retries and failed records print as they happen.
+alive and the retries so far; worker deaths, retries and failed records print as they happen. Where stderr is
+no terminal, each finished example is one line (`log_finished`), timed from the start of the run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from chainprune.data.jsonl import RecordError
-from chainprune.report.progress import console, summary_table
+from chainprune.report.progress import console, log_finished, summary_table
 from chainprune.run import ClusterReporter, DistributedSummary
 from chainprune.types import Chain, Trace
 
@@ -64,6 +65,8 @@ class ClusterProgress(ClusterReporter):
             self.progress.console.print(f"[red]error[/red] {escape(str(error))}")
         self.done += 1
         self.progress.advance(self.task)
+        if error is None:
+            log_finished(self.progress, self.task, chain, trace, f"{time.perf_counter() - self.started:.0f} s into the run")
         self._refresh()
 
     def _refresh(self) -> None:
