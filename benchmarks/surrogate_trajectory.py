@@ -37,10 +37,9 @@ from ranker_overlap import overlap  # noqa: E402
 from surrogate_scale import gsm8k_chains  # noqa: E402
 
 
-def ids_after(trace: Trace, deleted: int) -> ChainIds:
-    gone = set(trace.deletion_order[:deleted])
-    kept = [t for i, t in enumerate(trace.reasoning_ids) if i not in gone]
-    return ChainIds(trace.ids.prompt_ids, kept, trace.ids.answer_ids)
+def kept_ids(ids: ChainIds, remaining: list[int]) -> ChainIds:
+    """The chain with only the reasoning positions `remaining` (in order)."""
+    return ChainIds(ids.prompt_ids, [ids.reasoning_ids[i] for i in remaining], ids.answer_ids)
 
 
 def trajectory_states(model, pairs: list[str], every: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -55,7 +54,7 @@ def trajectory_states(model, pairs: list[str], every: int) -> list[tuple[torch.T
             for k, p in enumerate(saved[str(trace.id)][1]):
                 if p.deleted == 0 or k % every:  # the intact chain is the first-pass data's job
                     continue
-                ids = ids_after(trace, p.deleted)
+                ids = kept_ids(trace.ids, p.remaining(trace.deletion_order, len(trace.reasoning_ids)))
                 features = attention_features(model, ids.input_ids, len(ids.prompt_ids), len(ids.reasoning_ids))
                 states.append((features, torch.as_tensor(p.scores)))
     return states
@@ -64,11 +63,12 @@ def trajectory_states(model, pairs: list[str], every: int) -> list[tuple[torch.T
 def rank(model, surrogate, ids: ChainIds, block: int) -> list[int]:
     remaining, order = list(range(len(ids.reasoning_ids))), []
     while remaining:
-        at = ChainIds(ids.prompt_ids, [ids.reasoning_ids[i] for i in remaining], ids.answer_ids)
+        at = kept_ids(ids, remaining)
         features = attention_features(model, at.input_ids, len(at.prompt_ids), len(remaining))
         gone = [remaining[k] for k in order_by_importance((-surrogate.predict(features)).tolist())[:block]]
         order += gone
-        remaining = [i for i in remaining if i not in set(gone)]
+        dropped = set(gone)
+        remaining = [i for i in remaining if i not in dropped]
     return order
 
 
