@@ -111,7 +111,6 @@ def test_save_scores_through_prune_and_dynamics(tmp_path, tiny_pruner):
 
 def test_dynamics_scores_the_keep_fractions_with_the_pruner(tmp_path, tiny_pruner):
     from chainprune.keep import deletions_for
-    from chainprune.models import LoadedModel
     from chainprune.pipelines.analyze import dynamics_scores_path
 
     src = tmp_path / "chains.jsonl"
@@ -122,7 +121,8 @@ def test_dynamics_scores_the_keep_fractions_with_the_pruner(tmp_path, tiny_prune
     grid = [1.0, 0.8, 0.5, 0.3]
     reference = run_dynamics(saved, tmp_path / "ref", fractions=grid)
     # an exact trace with no sidecar: one exact pass at each keep fraction's state gives the same Hit@|S|
-    scored = run_dynamics(plain, tmp_path / "own", fractions=grid, pruner=tiny_pruner)
+    load = lambda name: tiny_pruner  # noqa: E731
+    scored = run_dynamics(plain, tmp_path / "own", fractions=grid, pruner="tiny-llama", loader=load)
     assert scored.chains == reference.chains == 2 and scored.rows == reference.rows
     own, _ = load_scores(dynamics_scores_path(tmp_path / "own"))
     for line in plain.read_text().splitlines():
@@ -130,16 +130,19 @@ def test_dynamics_scores_the_keep_fractions_with_the_pruner(tmp_path, tiny_prune
         n = len(trace["reasoning_ids"])
         assert [p.deleted for p in own[trace["id"]][1]] == sorted({0} | {deletions_for(n, r) for r in grid})
     # a re-run reads the passes it scored instead of scoring again (this pruner has no model to run)
-    again = run_dynamics(plain, tmp_path / "own", fractions=grid, pruner=LoadedModel(None, tiny_pruner.tokenizer, "tiny-llama"))
+    def no_loading(name):
+        raise AssertionError(f"{name} loaded with nothing to score")
+
+    again = run_dynamics(plain, tmp_path / "own", fractions=grid, pruner="tiny-llama", loader=no_loading)
     assert again.rows == reference.rows
-    # another model's rankings are not the pruner's: refused by record
+    # another model's rankings are not the pruner's: refused by record, before loading that model
     with pytest.raises(ValueError, match="pruned by tiny-llama, not by other"):
-        run_dynamics(plain, tmp_path / "other", fractions=grid, pruner=LoadedModel(tiny_pruner.model, tiny_pruner.tokenizer, "other"))
+        run_dynamics(plain, tmp_path / "other", fractions=grid, pruner="other", loader=no_loading)
     # a trace of an approximate mode (no scores to save) is analysed the same way
     fast = tmp_path / "fast.jsonl"
     run_prune(src, fast, PruneConfig(keep=[0.5, 0.3], dtype="float64", screen=1, lookahead=2, margin=1.0),
               loader=lambda c: tiny_pruner)
-    assert run_dynamics(fast, tmp_path / "fast", fractions=grid, pruner=tiny_pruner).chains == 2
+    assert run_dynamics(fast, tmp_path / "fast", fractions=grid, pruner="tiny-llama", loader=load).chains == 2
 
 
 def test_cli_dynamics_with_the_pruner(tmp_path, tiny_model_dir):

@@ -127,12 +127,13 @@ def dynamics(
 
     try:
         require_input(traces)
-        loaded = None
-        if pruner is not None:
+
+        def loader(name: str):
             from chainprune.models import load_model
 
-            loaded = load_model(pruner, dtype=dtype.value, device=device.value)
-        result = run_dynamics(traces, out, scores, keep, loaded, track)
+            return load_model(name, dtype=dtype.value, device=device.value)
+
+        result = run_dynamics(traces, out, scores, keep, pruner, loader, track)
     except (ValueError, OSError) as e:
         fail(str(e))
     table = Table(title=f"Hit@|S| ({result.chains} chains)")

@@ -287,15 +287,16 @@ def grid_passes(pruner: Any, trace: Trace, grid: Sequence[float]) -> list:
 
 def run_dynamics(
     traces: Path, out: Path, scores: Path | None = None, fractions: Sequence[float] | None = None,
-    pruner: Any = None, track: Track = no_track,
+    pruner: str | None = None, loader: Callable[[str], Any] | None = None, track: Track = no_track,
 ) -> DynamicsResult:
     """Hit@|S| of dynamic vs frozen@1.0 vs random rankings, averaged over the chains of `traces` that have
     saved scores (`chainprune prune --save-scores`). Writes `out`.csv, `out`.png and `out`.svg. Unit traces
     (`prune --unit word|sentence`) are refused one by one (`UNIT_DYNAMICS` says why).
 
-    With `pruner` (the traces' pruner, loaded), a chain with no saved scores is scored here, one exact pass at
+    With `pruner` (the traces' pruner, by name), a chain with no saved scores is scored here, one exact pass at
     each keep fraction (`grid_passes`), and those passes are appended to OUT.scores.jsonl, which a later run
-    reads again instead of scoring. For a trace of an approximate mode, the dynamic ranking at r is then exact
+    reads again instead of scoring. The model is loaded (`loader`, default `load_model`) only when a chain
+    pruned by it is left to score: a trace of another pruner is refused without loading anything. For a trace of an approximate mode, the dynamic ranking at r is then exact
     greedy's local ranking at the state the trace reached, and S the trace's own next deletions."""
     from chainprune.analysis.dynamics import chain_dynamics
     from chainprune.data.scores import encode_pass, load_scores, scores_path
@@ -320,10 +321,19 @@ def run_dynamics(
             failures += own_errors
             saved = {**scored, **saved}
         todo = [(line, t) for line, t in records if str(t.id) not in saved]
+        failures += [RecordError(line, str(t.id), f"pruned by {t.pruner}, not by {pruner}: its rankings must be "
+                                 "its pruner's") for line, t in todo if t.pruner != pruner]
+        todo = [(line, t) for line, t in todo if t.pruner == pruner]
+        if todo:
+            if loader is None:
+                from chainprune.models import load_model
+
+                loader = load_model
+            model = loader(pruner)
         with JsonlAppender(own) if todo else nullcontext() as writer:  # nothing to score: no file
             for line, trace in track(todo, len(todo), "scoring keep fractions"):
                 try:
-                    passes = grid_passes(pruner, trace, fractions_reached(fractions, trace.smallest_keep))
+                    passes = grid_passes(model, trace, fractions_reached(fractions, trace.smallest_keep))
                 except ValueError as e:
                     failures.append(RecordError(line, str(trace.id), str(e)))
                     continue
