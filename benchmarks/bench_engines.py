@@ -14,7 +14,6 @@ import argparse
 import json
 import platform
 import random
-import re
 import time
 from datetime import date
 from pathlib import Path
@@ -27,20 +26,15 @@ from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import Chain
+from gsm8k_solutions import gsm8k_records, solution_chain
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
-CALCULATOR = re.compile(r"<<[^>]*>>")
 
 
 def gsm8k_chains(n: int, seed: int) -> list[Chain]:
-    records = [json.loads(line) for line in GSM8K.open()]
+    records = gsm8k_records()
     picked = random.Random(seed).sample(range(len(records)), n)
-    chains = []
-    for i in picked:
-        reasoning, answer = records[i]["answer"].split("####")
-        reasoning = CALCULATOR.sub("", reasoning).strip()
-        chains.append(Chain(f"gsm8k-train-{i}", records[i]["question"], reasoning, f"The answer is {answer.strip()}."))
-    return chains
+    chains = [solution_chain(records[i], i) for i in picked]
+    return [Chain(c["id"], c["question"], c["reasoning"], c["answer"]) for c in chains]
 
 
 def run(args: argparse.Namespace) -> dict:

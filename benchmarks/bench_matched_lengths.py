@@ -31,8 +31,8 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from gsm8k_solutions import GSM8K, gsm8k_records, solution_chain
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 CALCULATOR = re.compile(r"<<[^>]*>>")
 CLI = [sys.executable, "-m", "chainprune.cli"]
 KEEPS = (0.9, 0.7, 0.5)
@@ -41,17 +41,14 @@ BASELINES = ("uniform", "surprisal", "h2o", "tokenskip")
 
 def write_chains(path: Path, n: int, seed: int, max_words: int) -> None:
     """The first n chains of a seeded shuffle of GSM8K train whose reasoning has at most `max_words` words."""
-    records = [json.loads(line) for line in GSM8K.open()]
+    records = gsm8k_records()
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     lines = []
     for i in order:
-        reasoning, answer = records[i]["answer"].split("####")
-        reasoning = CALCULATOR.sub("", reasoning).strip()
-        if len(reasoning.split()) > max_words:
+        chain = solution_chain(records[i], i)
+        if len(chain["reasoning"].split()) > max_words:
             continue
-        chain = {"id": f"gsm8k-train-{i}", "question": records[i]["question"],
-                 "reasoning": reasoning, "answer": f"The answer is {answer.strip()}."}
         lines.append(json.dumps(chain))
         if len(lines) == n:
             break

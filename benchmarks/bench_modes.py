@@ -15,7 +15,6 @@ import argparse
 import json
 import platform
 import random
-import re
 import sys
 import threading
 import time
@@ -31,9 +30,8 @@ from chainprune.pipelines.prune import PruneConfig, run_prune
 from chainprune.pruning import ChainScorer
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import ChainIds
+from gsm8k_solutions import gsm8k_records, solution_chain
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
-CALCULATOR = re.compile(r"<<[^>]*>>")
 
 # The modes run by default. A mode is named by its settings: an engine, then KEY=VALUE pairs of
 # prune's options (per_step, screen, refresh, lookahead, margin; batch = --batch-chains); any such name may
@@ -63,16 +61,13 @@ def mode_name(name: str) -> str:
 
 
 def write_chains(path: Path, n: int, max_words: int, seed: int, min_words: int = 0) -> None:
-    records = [json.loads(line) for line in GSM8K.open()]
+    records = gsm8k_records()
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     lines = []
     for i in order:
-        reasoning, answer = records[i]["answer"].split("####")
-        reasoning = CALCULATOR.sub("", reasoning).strip()
-        if min_words <= len(reasoning.split()) <= max_words:
-            chain = {"id": f"gsm8k-train-{i}", "question": records[i]["question"], "reasoning": reasoning,
-                     "answer": f"The answer is {answer.strip()}."}
+        chain = solution_chain(records[i], i)
+        if min_words <= len(chain["reasoning"].split()) <= max_words:
             lines.append(json.dumps(chain))
         if len(lines) == n:
             break

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import sys
 import threading
 import time
@@ -28,25 +27,20 @@ import torch
 from chainprune.pipelines.distributed import RayOptions, run_prune_distributed
 from chainprune.pipelines.prune import PruneConfig, run_prune
 from chainprune.run import ClusterReporter
+from gsm8k_solutions import GSM8K, gsm8k_records, solution_chain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_model, make_tokenizer  # noqa: E402  (the tests' tiny model, built offline)
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
-CALCULATOR = re.compile(r"<<[^>]*>>")
 MB = 1024 * 1024
 
 
 def write_chains(path: Path, n: int) -> None:
     lines = []
-    with GSM8K.open() as f:
-        for i, line in zip(range(n), f):
-            record = json.loads(line)
-            reasoning, answer = record["answer"].split("####")
-            first = CALCULATOR.sub("", reasoning).strip().split("\n")[0]
-            chain = {"id": f"gsm8k-train-{i}", "question": record["question"][:100],
-                     "reasoning": first[: 20 + 10 * (i % 5)], "answer": f"The answer is {answer.strip()}."}
-            lines.append(json.dumps(chain))
+    for i, record in zip(range(n), gsm8k_records()):
+        chain = solution_chain(record, i)
+        first = chain["reasoning"].split("\n")[0]
+        lines.append(json.dumps({**chain, "question": chain["question"][:100], "reasoning": first[: 20 + 10 * (i % 5)]}))
     if len(lines) < n:
         raise SystemExit(f"{GSM8K} has only {len(lines)} records")
     path.write_text("\n".join(lines) + "\n")

@@ -30,7 +30,6 @@ import argparse
 import json
 import platform
 import random
-import re
 import statistics
 import sys
 import time
@@ -38,19 +37,15 @@ from datetime import date
 from pathlib import Path
 
 import torch
-
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+from gsm8k_solutions import gsm8k_records, solution_chain
 
 
 def gsm8k_chains(count: int, seed: int, min_chars: int, max_chars: int) -> list[dict]:
     chains = []
-    for i, line in enumerate(GSM8K.open()):
-        record = json.loads(line)
-        solution, _, number = record["answer"].partition("####")
-        reasoning = re.sub(r"<<[^>]*>>", "", solution).strip()
-        if min_chars <= len(reasoning) <= max_chars:
-            chains.append({"id": f"gsm8k-train-{i}", "question": record["question"].strip(),
-                           "reasoning": reasoning, "answer": f"The answer is {number.strip()}."})
+    for i, record in enumerate(gsm8k_records()):
+        chain = solution_chain(record, i)
+        if min_chars <= len(chain["reasoning"]) <= max_chars:
+            chains.append(chain)
     random.Random(seed).shuffle(chains)
     return chains[:count]  # a prefix of one seeded order: a smaller --chains takes the first of a larger run
 
