@@ -63,6 +63,29 @@ def test_progress_prints_one_line_per_example_where_no_terminal_draws_bars(monke
     assert any(line.startswith("3/3 c-3, ") for line in lines)
 
 
+def test_progress_says_how_far_a_long_example_is_where_no_terminal_draws_bars(monkeypatch):
+    """In a background run's log, an example running longer than the heartbeat gets a line every heartbeat."""
+    import io
+
+    from rich.console import Console
+
+    from chainprune.report import progress
+    from chainprune.types import Chain
+
+    log = io.StringIO()
+    clock = iter([0.0, 10.0, 400.0, 500.0, 750.0])  # example(); then one reading per step()
+    monkeypatch.setattr(progress, "console", Console(file=log, force_terminal=False, width=200))
+    reporter = progress.ProgressReporter()
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    reporter.start(1)
+    reporter.example(Chain("long[1]", "q", "r", "a"), 4)
+    for done in (1, 2, 3, 4):  # at 10 s: too soon; 400 s: said; 500 s: too soon after it; 750 s: said
+        reporter.step(done, 8)
+    reporter.progress.stop()
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("  long[1]: ")]
+    assert lines == ["  long[1]: 2/8 deletions, 400 s", "  long[1]: 4/8 deletions, 750 s"]
+
+
 def test_progress_lines_of_a_ray_run_and_errors_printed_as_written(monkeypatch):
     """The distributed prune's log gets the same line per finished example, timed from the run's start; an
     error's text is printed as written (brackets are not taken for markup)."""

@@ -14,12 +14,13 @@ from chainprune.run import PruneSummary, Reporter
 from chainprune.types import Chain, Trace
 
 console = Console(stderr=True, soft_wrap=True)
+HEARTBEAT_SECONDS = 300.0  # in a log, a long example's progress is said this often
 
 
 class ProgressReporter(Reporter):
     """Two bars: examples done, and deletion steps of the example in progress. Errors print as they happen.
     When stderr is no terminal (a background run's log), where bars do not draw, each finished example is one
-    line instead."""
+    line instead, and an example still running says how far it is every `HEARTBEAT_SECONDS`."""
 
     def __init__(self) -> None:
         self.progress = Progress(
@@ -33,7 +34,8 @@ class ProgressReporter(Reporter):
         )
         self.examples = None
         self.steps = None
-        self.started = time.perf_counter()
+        self.current = ""
+        self.started = self.said = time.perf_counter()
 
     def start(self, total: int) -> None:
         self.progress.start()
@@ -42,10 +44,16 @@ class ProgressReporter(Reporter):
 
     def example(self, chain: Chain, steps: int) -> None:
         self.progress.update(self.steps, description=f"  {chain.id[:24]}", completed=0, total=None)
-        self.started = time.perf_counter()
+        self.current = str(chain.id)
+        self.started = self.said = time.perf_counter()
 
     def step(self, done: int, total: int) -> None:
         self.progress.update(self.steps, completed=done, total=total)
+        now = time.perf_counter()
+        if not self.progress.console.is_terminal and now - self.said >= HEARTBEAT_SECONDS:
+            self.said = now
+            self.progress.console.print(f"  {escape(self.current)}: {done}/{total} deletions, "
+                                        f"{now - self.started:.0f} s", highlight=False)
 
     def finished(self, chain: Chain, trace: Trace | None, error: RecordError | None) -> None:
         if error is not None:
