@@ -7,6 +7,7 @@ Nothing here runs a pipeline; imports of the ML stack happen inside the commands
 from __future__ import annotations
 
 import inspect
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -19,7 +20,9 @@ from chainprune import choices
 from chainprune.tasks import TASKS
 from chainprune.types import OBJECTIVES
 
-out_console = Console()
+# Results go to stdout. Piped into a file, rich would lay a table out in 80 columns and cut its numbers to "0.…":
+# there, lines as wide as a results table needs.
+out_console = Console(width=None if sys.stdout.isatty() else 200)
 # Messages name files and records: soft wrap keeps each on one line (greppable, never split mid-path).
 err_console = Console(stderr=True, soft_wrap=True)
 
