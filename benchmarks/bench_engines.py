@@ -29,7 +29,6 @@ from chainprune.types import Chain
 from gsm8k_solutions import gsm8k_records, solution_chain
 
 
-
 def gsm8k_chains(n: int, seed: int) -> list[Chain]:
     records = gsm8k_records()
     picked = random.Random(seed).sample(range(len(records)), n)

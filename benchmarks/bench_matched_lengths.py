@@ -31,6 +31,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+
 from gsm8k_solutions import GSM8K, gsm8k_records, solution_chain
 
 CALCULATOR = re.compile(r"<<[^>]*>>")

@@ -296,8 +296,9 @@ def run_dynamics(
     With `pruner` (the traces' pruner, by name), a chain with no saved scores is scored here, one exact pass at
     each keep fraction (`grid_passes`), and those passes are appended to OUT.scores.jsonl, which a later run
     reads again instead of scoring. The model is loaded (`loader`, default `load_model`) only when a chain
-    pruned by it is left to score: a trace of another pruner is refused without loading anything. For a trace of an approximate mode, the dynamic ranking at r is then exact
-    greedy's local ranking at the state the trace reached, and S the trace's own next deletions."""
+    pruned by it is left to score: a trace of another pruner is refused without loading anything. For a trace
+    of an approximate mode, the dynamic ranking at r is then exact greedy's local ranking at the state the
+    trace reached, and S the trace's own next deletions."""
     from chainprune.analysis.dynamics import chain_dynamics
     from chainprune.data.scores import encode_pass, load_scores, scores_path
 
