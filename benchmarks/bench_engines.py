@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from chainprune.chains import tokenize_chain
+from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import greedy_prune
@@ -32,8 +33,7 @@ from gsm8k_solutions import gsm8k_records, solution_chain
 def gsm8k_chains(n: int, seed: int) -> list[Chain]:
     records = gsm8k_records()
     picked = random.Random(seed).sample(range(len(records)), n)
-    chains = [solution_chain(records[i], i) for i in picked]
-    return [Chain(c["id"], c["question"], c["reasoning"], c["answer"]) for c in chains]
+    return [parse_chain(solution_chain(records[i], i)) for i in picked]
 
 
 def run(args: argparse.Namespace) -> dict:

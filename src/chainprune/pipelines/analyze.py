@@ -265,7 +265,8 @@ def dynamics_scores_path(out: Path) -> Path:
 def grid_passes(pruner: Any, trace: Trace, grid: Sequence[float]) -> list:
     """Exact candidate scores of `trace`'s chain in the state after each keep fraction's deletions (and at
     keep 1.0): all `chain_dynamics` reads, for a trace pruned without `--save-scores` or in an approximate
-    mode. One exact `packed` pass per fraction."""
+    mode. One exact `packed` pass per fraction. `pruner` must be the trace's own (`run_dynamics` refuses the
+    others before loading a model)."""
     import numpy as np
 
     from chainprune.data.scores import ScorePass
@@ -273,8 +274,6 @@ def grid_passes(pruner: Any, trace: Trace, grid: Sequence[float]) -> list:
     from chainprune.pruning import ChainScorer
     from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 
-    if trace.pruner != pruner.name:
-        raise ValueError(f"pruned by {trace.pruner}, not by {pruner.name}: its rankings must be its pruner's")
     n = len(trace.reasoning_ids)
     scorer = ChainScorer(pruner.model, trace.ids, trace.objective, "packed", DEFAULT_MAX_BATCH_TOKENS)
     passes = []
