@@ -252,6 +252,8 @@ def experiment(
                                 reporter_factory=ProgressReporter)
     except (ValueError, ImportError, OSError) as e:
         fail(str(e))
-    out_console.print(results_markdown(result.rows), markup=False, highlight=False)
+    out_console.print(results_markdown(result.rows, failed=result.failed), markup=False, highlight=False)
     out_console.print(f"{result.stages_run} stage(s) run, {result.stages_skipped} cached, {result.seconds:.0f} s")
     out_console.print("wrote " + ", ".join(map(str, result.files)))
+    if result.failed:
+        raise typer.Exit(1)

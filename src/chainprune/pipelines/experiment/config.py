@@ -9,6 +9,7 @@ about stages or files beyond reading the YAML.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,13 @@ _SFT_FIELDS = {f.name for f in dataclasses.fields(SFTSettings)}
 @dataclass
 class DataSpec:
     data_file: str | None = None  # local JSONL/Parquet of the original train split; None: from the hub
+    # a local file of the original test split: test questions come from it (seeded, `test` of them; None: all),
+    # and train / dev are carved from `data_file` alone
+    test_file: str | None = None
     hub_dataset: str | None = None  # use this hub repo's train/dev/test splits as they are ('paper': the paper's)
     train: int | None = 200  # training questions (None: all that are left)
     dev: int = 50  # dev questions (choose the checkpoint)
-    test: int | None = 200  # test questions (None: all that are left; with hub_dataset: the whole test split)
+    test: int | None = 200  # test questions (None: all that are left; with hub_dataset or test_file: all of it)
     seed: int = 0
     # only training questions whose worked solution's reasoning (the task's `solution_reasoning`) is this short
     max_solution_chars: int | None = None
@@ -70,6 +74,28 @@ class StudentSpec:
     model: str = "smollm2-135m"
     name: str | None = None
     sft: SFTSettings = field(default_factory=SFTSettings)
+    # training settings to choose among, each a list of values (e.g. {learning_rate: [1e-4, 3e-4]}): every
+    # combination trains a student on the full chains, and the one with the best dev accuracy (ties: the first
+    # listed) is then used, frozen, for every student of this spec
+    tune: dict[str, list[Any]] | None = None
+
+    def candidates(self) -> list[SFTSettings]:
+        """The training settings `tune` tries, in the order listed (the spec's own settings without `tune`)."""
+        if not self.tune:
+            return [self.sft]
+        names = list(self.tune)
+        return [dataclasses.replace(self.sft, **dict(zip(names, values)))
+                for values in itertools.product(*(self.tune[n] for n in names))]
+
+    def validate(self) -> None:
+        self.sft.validate()
+        for name, values in (self.tune or {}).items():
+            if name not in _SFT_FIELDS:
+                raise ValueError(f"tune: {name!r} is not a training setting; known: {', '.join(sorted(_SFT_FIELDS))}")
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"tune.{name}: give a list of values to try, got {values!r}")
+        for candidate in self.candidates():
+            candidate.validate()
 
 
 @dataclass
@@ -91,6 +117,7 @@ class ExperimentConfig:
     students: list[StudentSpec] = field(default_factory=lambda: [StudentSpec()])
     methods: list[str] = field(default_factory=lambda: ["greedy", "uniform"])
     keep: list[float] = field(default_factory=lambda: [0.7, 0.5])
+    full_chains: bool = False  # also a student trained on the unpruned chains (keep 1.0); on with `tune`
     seed: int = 0  # the uniform ranker's seed
     eval: EvalSpec = field(default_factory=EvalSpec)
     dtype: str = "auto"
@@ -108,7 +135,10 @@ class ExperimentConfig:
             get_ranker(method)
         self.keep = normalize_keep_fractions(self.keep)
         for student in self.students:
-            student.sft.validate()
+            try:
+                student.validate()
+            except ValueError as error:
+                raise ValueError(f"student {label(student)}: {error}") from None
         for pruner in self.pruners:
             if pruner.floor is not None and pruner.floor > min(self.keep):
                 raise ValueError(f"pruner {label(pruner)}: floor {pruner.floor} is above the smallest keep {min(self.keep)}")
@@ -118,6 +148,8 @@ class ExperimentConfig:
                 raise ValueError(f"pruner {label(pruner)}: {error}") from None
         if self.data.hub_dataset is None and self.data.dev < 1:
             raise ValueError("data.dev must be at least 1 (the dev set chooses each student's checkpoint)")
+        if self.data.test_file is not None and self.data.hub_dataset is not None:
+            raise ValueError("data.test_file and data.hub_dataset both give test questions: name one")
         if self.data.max_solution_chars is not None and task.solution_reasoning is None:
             raise ValueError(f"data.max_solution_chars: {task.name} rows have no worked solution to measure")
         for kind, specs in (("teacher", self.teachers), ("pruner", self.pruners), ("student", self.students)):

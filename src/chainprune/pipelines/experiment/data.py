@@ -56,8 +56,9 @@ def short_solutions(task: Task, rows: list[dict[str, Any]], max_chars: int) -> l
 
 
 def carve(config: ExperimentConfig, task: Task, log: Callable[[str], None]) -> dict[str, list[dict[str, Any]]]:
-    """test, dev and train records: the hub repo's own splits, each shuffled and cut to size, or one original
-    split shuffled and carved (test first, then dev, the rest is the training pool)."""
+    """test, dev and train records: the hub repo's own splits, each shuffled and cut to size; or the test file's
+    rows shuffled and cut, and the original train split shuffled and carved into dev and the training pool; or
+    one original split shuffled and carved (test first, then dev, the rest is the training pool)."""
     spec: DataSpec = config.data
     if spec.hub_dataset is not None:
         parts = {}
@@ -65,6 +66,13 @@ def carve(config: ExperimentConfig, task: Task, log: Callable[[str], None]) -> d
             rows = _shuffled(_valid(task, _rows(config, task, split), split, log), spec.seed)
             parts[split] = rows if size is None else rows[:size]
         train_pool = _shuffled(_valid(task, _rows(config, task, "train"), "train", log), spec.seed)
+    elif spec.test_file is not None:
+        tests = _shuffled(_valid(task, read_rows(Path(spec.test_file)), "test", log), spec.seed)
+        parts = {"test": tests if spec.test is None else tests[: spec.test]}
+        rows = _shuffled(_valid(task, _rows(config, task, "train"), "train", log), spec.seed)
+        if spec.dev >= len(rows):
+            raise ValueError(f"{len(rows)} rows cannot give {spec.dev} dev questions and a training set")
+        parts["dev"], train_pool = rows[: spec.dev], rows[spec.dev :]
     else:
         rows = _shuffled(_valid(task, _rows(config, task, "train"), "train", log), spec.seed)
         test_size = len(rows) // 2 if spec.test is None else spec.test

@@ -7,6 +7,7 @@ and running it through the cache. What a key holds is `stages`' business; what a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -32,13 +33,16 @@ from chainprune.pipelines.experiment.config import (
 )
 from chainprune.pipelines.experiment.data import make_data, solution_chains
 from chainprune.pipelines.experiment.results import (
+    FULL,
+    ZERO_SHOT,
     ExperimentResult,
     evaluated_row,
+    pruned_stats,
     training_columns,
     write_resolved,
     write_results,
 )
-from chainprune.pipelines.experiment.stages import StageCallback, Stages
+from chainprune.pipelines.experiment.stages import StageBusy, StageCallback, Stages
 from chainprune.pipelines.prune import run_prune
 from chainprune.pipelines.teacher import run_teacher
 from chainprune.ranking import RANKER_NEEDS
@@ -101,6 +105,7 @@ class Grid:
         self.data = data  # the data stage's folder: train.jsonl, dev.jsonl, test.jsonl
         self.reporter_factory, self.progress_bar = reporter_factory, progress_bar
         self.models = ModelCache(config.dtype, config.device)
+        self.tunings: dict[tuple[str, str], dict[str, Any]] = {}  # (teacher, student) -> choose_settings(...)
 
     def fail(self, where: str, failures: list[Any]) -> None:
         for failure in failures:
@@ -115,11 +120,15 @@ class Grid:
             if hasattr(reporter, "stop"):
                 reporter.stop()
 
+    def run(self, kind: str, inputs: dict[str, Any], work: Callable[[Path], None], wait: bool = False) -> Path:
+        """A stage through the cache; StageBusy (the caller's job waits its turn) while another process runs it."""
+        return self.stages.run(kind, inputs, work, wait=wait)
+
     # ---- stages ----
 
     def chains(self, teacher: TeacherSpec) -> Path:
-        return self.stages.run("chains", keys.chains_inputs(self.data.name, teacher, self.config),
-                               functools.partial(self._make_chains, teacher))
+        return self.run("chains", keys.chains_inputs(self.data.name, teacher, self.config),
+                        functools.partial(self._make_chains, teacher), wait=True)
 
     def _make_chains(self, teacher: TeacherSpec, folder: Path) -> None:
         out, config = folder / "chains.jsonl", self.config
@@ -131,8 +140,8 @@ class Grid:
         self.say(f"teacher {label(teacher)}: kept {summary.kept} of {summary.questions} questions")
 
     def traces(self, chains: Path, pruner: PrunerSpec) -> Path:
-        return self.stages.run("traces", keys.traces_inputs(chains.name, pruner, self.config),
-                               functools.partial(self._make_traces, chains, pruner))
+        return self.run("traces", keys.traces_inputs(chains.name, pruner, self.config),
+                        functools.partial(self._make_traces, chains, pruner))
 
     def _make_traces(self, chains: Path, pruner: PrunerSpec, folder: Path) -> None:
         settings = prune_config(pruner, self.config)
@@ -143,7 +152,7 @@ class Grid:
     def pruned(self, cell: Cell) -> Path:
         inputs = keys.pruned_inputs(cell.chains.name, cell.traces.name if cell.traces else None, cell.pruner,
                                     cell.student, cell.method, cell.keep, self.config)
-        return self.stages.run("pruned", inputs, functools.partial(self._make_pruned, cell))
+        return self.run("pruned", inputs, functools.partial(self._make_pruned, cell))
 
     def _make_pruned(self, cell: Cell, folder: Path) -> None:
         out, config = folder / "pruned.jsonl", self.config
@@ -163,57 +172,114 @@ class Grid:
                                                            reporter=r, resources=resources))
         self.fail(f"{cell.method} @ {cell.keep}", summary.failures)
 
-    def distill_config(self, cell: Cell) -> DistillConfig:
+    def distill_config(self, student: StudentSpec, keep: float, method: str) -> DistillConfig:
         config = self.config
         return DistillConfig(
-            student=cell.student.model, keep=cell.keep, method=cell.method, dataset=config.dataset,
-            sft=cell.student.sft, dtype=config.dtype, device=config.device, dev_split="all",
+            student=student.model, keep=keep, method=method, dataset=config.dataset,
+            sft=student.sft, dtype=config.dtype, device=config.device, dev_split="all",
             dev_data_file=str(self.data / "dev.jsonl"), dev_limit=config.eval.dev_limit,
             max_new_tokens=config.eval.max_new_tokens, eval_batch_size=config.eval.batch_size,
         )
 
     def student(self, cell: Cell, pruned: Path) -> Path:
         inputs = keys.student_inputs(pruned.name, cell.student, self.data.name, self.config)
-        return self.stages.run("student", inputs, functools.partial(self._make_student, cell, pruned))
+        return self.run("student", inputs, functools.partial(self._make_student, cell.student, cell.chains,
+                                                             pruned / "pruned.jsonl", cell.keep, cell.method))
 
-    def _make_student(self, cell: Cell, pruned: Path, folder: Path) -> None:
-        summary = run_distill(pruned / "pruned.jsonl", cell.chains / "chains.jsonl", folder, self.distill_config(cell),
+    def full_student(self, chains: Path, student: StudentSpec) -> Path:
+        """A student trained on the unpruned chains (keep 1.0)."""
+        inputs = keys.full_student_inputs(chains.name, student, self.data.name, self.config)
+        return self.run("student", inputs, functools.partial(self._make_student, student, chains, None, 1.0, FULL))
+
+    def _make_student(self, student: StudentSpec, chains: Path, pruned: Path | None, keep: float, method: str,
+                      folder: Path) -> None:
+        summary = run_distill(pruned, chains / "chains.jsonl", folder, self.distill_config(student, keep, method),
                               resume=True, log=self.say, progress_bar=self.progress_bar)
         self.fail("distill", summary.failures)
 
-    def evaluate(self, kind: str, inputs: dict[str, Any], generator: Callable[[], Any], name: str) -> dict[str, Any]:
-        """An `evaluate` stage on the test questions; its summary."""
-        folder = self.stages.run(kind, inputs, functools.partial(self._make_evaluation, generator, name))
-        return json.loads((folder / "summary.json").read_text())
+    def tuned(self, teacher: TeacherSpec, chains: Path, student: StudentSpec) -> StudentSpec:
+        """The student spec with the training settings its `tune` chose on the dev set (itself without `tune`).
+        Each candidate trains on the full chains; StageBusy while another process trains one of them."""
+        if not student.tune:
+            return student
+        key = (label(teacher), label(student))
+        if key not in self.tunings:
+            busy, trials = None, []
+            for settings in student.candidates():
+                candidate = dataclasses.replace(student, sft=settings)
+                try:
+                    folder = self.full_student(chains, candidate)
+                except StageBusy as e:
+                    busy = e
+                    continue
+                trials.append((candidate, json.loads((folder / "summary.json").read_text())))
+            if busy is not None:
+                raise busy
+            self.tunings[key] = choose_settings(student, trials)
+            chosen = self.tunings[key]
+            self.say(f"tuned {label(student)} on the dev set: {chosen['chosen']} "
+                     f"(dev accuracy {chosen['trials'][chosen['index']]['dev_accuracy']})")
+        return dataclasses.replace(student, sft=self.tunings[key]["settings"], tune=None)
+
+    def evaluate(self, kind: str, inputs: dict[str, Any], generator: Callable[[], Any],
+                 name: str) -> tuple[dict[str, Any], Path]:
+        """An `evaluate` stage on the test questions; its summary and its per-question outputs."""
+        folder = self.run(kind, inputs, functools.partial(self._make_evaluation, generator, name))
+        return json.loads((folder / "summary.json").read_text()), folder / "test.jsonl"
 
     def _make_evaluation(self, generator: Callable[[], Any], name: str, folder: Path) -> None:
         config = self.config
         eval_config = EvalConfig(model=name, dataset=config.dataset, split="all", max_new_tokens=config.eval.max_new_tokens,
                                  dtype=config.dtype, device=config.device, batch_size=config.eval.batch_size,
                                  data_file=str(self.data / "test.jsonl"))
-        summary = run_evaluate(folder / "test.jsonl", eval_config, resume=True, generator=LazyGenerator(generator))
+        summary = run_evaluate(folder / "test.jsonl", eval_config, resume=True, generator=LazyGenerator(generator),
+                               progress=self.eval_progress(name, config.eval.batch_size))
         (folder / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
         self.say(f"{name}: test accuracy {100 * summary.accuracy:.1f}% ({summary.correct}/{summary.examples}), "
                  f"mean reasoning {summary.mean_reasoning_tokens:.0f} tokens")
 
+    def eval_progress(self, name: str, batch_size: int) -> Callable[[int, int], None]:
+        """A log line per batch of test questions: how far, how long so far, how long is left at this pace."""
+        started = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            if done % batch_size and done != total:
+                return
+            seconds = time.perf_counter() - started
+            left = seconds / done * (total - done)
+            self.say(f"  {name}: {done}/{total} test questions, {seconds / 60:.0f} min, about {left / 60:.0f} min left")
+
+        return progress
+
     # ---- rows ----
 
     def zero_shot_row(self, teacher: TeacherSpec, pruner: PrunerSpec, student: StudentSpec) -> dict[str, Any]:
-        summary = self.evaluate("zeroshot", keys.zeroshot_inputs(student, self.data.name, self.config),
+        summary, outputs = self.evaluate("zeroshot", keys.zeroshot_inputs(student, self.data.name, self.config),
                                 lambda: _ReadyGenerator(self.models.get(student.model), self.config.eval.batch_size),
                                 label(student))
-        return evaluated_row(label(teacher), label(pruner), label(student), "zero-shot", None, summary)
+        return evaluated_row(label(teacher), label(pruner), label(student), ZERO_SHOT, None, summary, outputs)
 
     def distilled_row(self, cell: Cell) -> dict[str, Any]:
+        cell = dataclasses.replace(cell, student=self.tuned(cell.teacher, cell.chains, cell.student))
         pruned = self.pruned(cell)
         student = self.student(cell, pruned)
-        distill_config = self.distill_config(cell)
-        summary = self.evaluate("eval", keys.eval_inputs(student.name, self.data.name, self.config),
-                                lambda: student_generator(student / "best", distill_config),
-                                f"{label(cell.student)} {cell.method} {cell.keep}")
-        row = evaluated_row(label(cell.teacher), label(cell.pruner), label(cell.student), cell.method, cell.keep, summary)
-        distilled = json.loads((student / "summary.json").read_text())
-        return row | training_columns(pruned / "pruned.jsonl", cell.keep, distilled)
+        row = self.student_row(cell.teacher, cell.pruner, cell.student, cell.method, cell.keep, student)
+        return row | pruned_stats(pruned / "pruned.jsonl", cell.keep)
+
+    def full_row(self, teacher: TeacherSpec, pruner: PrunerSpec, chains: Path, student: StudentSpec) -> dict[str, Any]:
+        student = self.tuned(teacher, chains, student)
+        row = self.student_row(teacher, pruner, student, FULL, 1.0, self.full_student(chains, student))
+        return row | {"student_keep_achieved": 1.0}
+
+    def student_row(self, teacher: TeacherSpec, pruner: PrunerSpec, student: StudentSpec, method: str, keep: float,
+                    folder: Path) -> dict[str, Any]:
+        """The row of a trained student: its test evaluation and its training columns."""
+        distill_config = self.distill_config(student, keep, method)
+        summary, outputs = self.evaluate("eval", keys.eval_inputs(folder.name, self.data.name, self.config),
+                                         lambda: student_generator(folder / "best", distill_config),
+                                         f"{label(student)} {method} {keep}")
+        row = evaluated_row(label(teacher), label(pruner), label(student), method, keep, summary, outputs)
+        return row | training_columns(json.loads((folder / "summary.json").read_text()))
 
 
 def run_experiment(
@@ -249,15 +315,79 @@ def run_experiment(
     data = stages.run("data", keys.data_inputs(config), functools.partial(make_data, config, log=say))
     grid = Grid(config, stages, data, say, reporter_factory or (lambda: None), progress_bar)
 
-    rows: list[dict[str, Any]] = []
+    jobs: list[tuple[str, Callable[[], Any]]] = []  # (what, work): a row, or None for a stage alone
     for teacher in config.teachers:
         chains = grid.chains(teacher)
         for pruner in config.pruners:
-            traces = grid.traces(chains, pruner) if "greedy" in config.methods else None
+            traces_inputs = keys.traces_inputs(chains.name, pruner, config)
+            if "greedy" in config.methods:
+                jobs.append((f"traces {label(pruner)}", functools.partial(grid.traces, chains, pruner)))
             for student in config.students:
-                rows.append(grid.zero_shot_row(teacher, pruner, student))
+                jobs.append((f"zero-shot {label(student)}", functools.partial(grid.zero_shot_row, teacher, pruner, student)))
+                if config.full_chains or student.tune:
+                    jobs.append((f"{label(student)} full chains",
+                                 functools.partial(grid.full_row, teacher, pruner, chains, student)))
                 for method, keep in itertools.product(config.methods, config.keep):
-                    rows.append(grid.distilled_row(Cell(teacher, pruner, student, method, keep, chains, traces)))
+                    traces = stages.folder("traces", traces_inputs) if method == "greedy" else None
+                    cell = Cell(teacher, pruner, student, method, keep, chains, traces)
+                    jobs.append((f"{label(student)} {method} {keep}",
+                                 functools.partial(_traced_row, grid, cell) if traces else
+                                 functools.partial(grid.distilled_row, cell)))
+    results, failed = run_jobs(jobs, say)
+    rows = [row for row in results if isinstance(row, dict)]
+    tunings = [{"teacher": t, "student": st, **chosen} for (t, st), chosen in grid.tunings.items()]
+    files = write_results(config, rows, results_dir, tunings=tunings, failed=failed)
+    return ExperimentResult(rows, files, counts["run"] + counts["resume"], counts["skip"], time.perf_counter() - started,
+                            failed=failed, tunings=tunings)
 
-    files = write_results(config, rows, results_dir)
-    return ExperimentResult(rows, files, counts["run"] + counts["resume"], counts["skip"], time.perf_counter() - started)
+
+def _traced_row(grid: Grid, cell: Cell) -> dict[str, Any]:
+    """A greedy cell: its traces stage first, when its own job has not made it (StageBusy while another process
+    prunes)."""
+    if not (cell.traces / "done").exists():
+        grid.traces(cell.chains, cell.pruner)
+    return grid.distilled_row(cell)
+
+
+# What a job that fails leaves the grid with: its name and the reason, reported beside the results.
+JOB_ERRORS = (ValueError, RuntimeError, OSError, ImportError)
+
+
+def run_jobs(jobs: list[tuple[str, Callable[[], Any]]], say: Callable[[str], None],
+             poll_seconds: float = 30.0) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Run every job once, in order; a job that meets a stage another process is running waits its turn (the
+    others go on), and the waiting ones are tried again until none is left. A job that fails is reported by
+    name and reason and the others go on. Returns each job's result (None for a failed one) and the failures."""
+    results: list[Any] = [None] * len(jobs)
+    failed: list[tuple[str, str]] = []
+    waiting = list(range(len(jobs)))
+    while waiting:
+        busy = []
+        for index in waiting:
+            what, work = jobs[index]
+            try:
+                results[index] = work()
+            except StageBusy as e:
+                busy.append(index)
+                say(f"  wait {what}: {e}")
+            except JOB_ERRORS as e:
+                failed.append((what, f"{type(e).__name__}: {e}"))
+                say(f"failed {what}: {e}")
+        if busy and busy == waiting:
+            time.sleep(poll_seconds)
+        waiting = busy
+    return results, failed
+
+
+def choose_settings(student: StudentSpec, trials: list[tuple[StudentSpec, dict[str, Any]]]) -> dict[str, Any]:
+    """The tuned training settings: the candidate whose chosen checkpoint has the best dev accuracy (ties: the
+    first listed), with every candidate's dev accuracy, for the record."""
+    names = list(student.tune or {})
+    listed = []
+    for candidate, summary in trials:
+        chosen = summary.get("chosen") or {}
+        listed.append({**{n: getattr(candidate.sft, n) for n in names}, "dev_accuracy": chosen.get("dev_accuracy"),
+                       "chosen_step": chosen.get("step")})
+    index = max(range(len(listed)), key=lambda i: (listed[i]["dev_accuracy"] or 0.0, -i))
+    return {"trials": listed, "index": index, "chosen": {n: listed[index][n] for n in names},
+            "settings": trials[index][0].sft}

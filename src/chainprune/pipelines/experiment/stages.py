@@ -8,8 +8,10 @@ module knows nothing about what a stage computes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -52,26 +54,55 @@ def folder_name(kind: str, inputs: dict[str, Any]) -> str:
 StageCallback = Callable[[str, str, str], None]  # (kind, key, status: run | resume | skip)
 
 
+class StageBusy(Exception):
+    """Another process is running this stage now (it holds the stage's lock)."""
+
+    def __init__(self, folder: Path):
+        super().__init__(f"{folder.name} is being run by another process")
+        self.folder = folder
+
+
 class Stages:
-    """Runs a stage once: `OUT/stages/KIND-KEY/` with `stage.json` (its inputs) and `done` written last."""
+    """Runs a stage once: `OUT/stages/KIND-KEY/` with `stage.json` (its inputs) and `done` written last.
+
+    A running stage holds an exclusive lock on its folder's `lock` file (released when it ends or its process
+    dies), so several processes can work on one experiment: one that meets a stage another is running gets
+    `StageBusy` (with `wait=False`) or waits for it, then finds it done."""
 
     def __init__(self, root: Path, on_stage: StageCallback | None = None):
         self.root = Path(root) / "stages"
         self.on_stage = on_stage or (lambda kind, key, status: None)
         self.log = Path(root) / "stages.log"
 
-    def run(self, kind: str, inputs: dict[str, Any], work: Callable[[Path], None]) -> Path:
-        folder = self.root / folder_name(kind, inputs)
+    def folder(self, kind: str, inputs: dict[str, Any]) -> Path:
+        return self.root / folder_name(kind, inputs)
+
+    def is_done(self, kind: str, inputs: dict[str, Any]) -> bool:
+        return (self.folder(kind, inputs) / "done").exists()
+
+    def run(self, kind: str, inputs: dict[str, Any], work: Callable[[Path], None], wait: bool = True) -> Path:
+        folder = self.folder(kind, inputs)
         key = folder.name.removeprefix(f"{kind}-")
         if (folder / "done").exists():
             self._report(kind, key, "skip")
             return folder
-        status = "resume" if folder.exists() else "run"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "stage.json").write_text(json.dumps({"kind": kind, "inputs": inputs}, indent=2, default=str) + "\n")
-        self._report(kind, key, status)
-        work(folder)
-        (folder / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+        lock = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise StageBusy(folder) from None
+            if (folder / "done").exists():  # finished by the process we waited for
+                self._report(kind, key, "skip")
+                return folder
+            status = "resume" if (folder / "stage.json").exists() else "run"
+            (folder / "stage.json").write_text(json.dumps({"kind": kind, "inputs": inputs}, indent=2, default=str) + "\n")
+            self._report(kind, key, status)
+            work(folder)
+            (folder / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+        finally:
+            os.close(lock)  # releases the lock
         return folder
 
     def _report(self, kind: str, key: str, status: str) -> None:
@@ -91,9 +122,14 @@ def traces_key(pruner: PrunerSpec) -> dict[str, Any]:
 
 
 def data_inputs(config: ExperimentConfig) -> dict[str, Any]:
-    data_file = config.data.data_file
-    return {"dataset": config.dataset, "data": asdict(config.data), "data_file": data_file,
-            "data_file_sha": file_digest(Path(data_file)) if data_file else None}
+    """The data settings and the files' digests; `test_file` keyed only when set (runs without it keep their key)."""
+    data_file, test_file = config.data.data_file, config.data.test_file
+    data = {k: v for k, v in asdict(config.data).items() if k != "test_file"}
+    inputs = {"dataset": config.dataset, "data": data, "data_file": data_file,
+              "data_file_sha": file_digest(Path(data_file)) if data_file else None}
+    if test_file is not None:
+        inputs |= {"test_file": test_file, "test_file_sha": file_digest(Path(test_file))}
+    return inputs
 
 
 def chains_inputs(data: str, teacher: TeacherSpec, config: ExperimentConfig) -> dict[str, Any]:
@@ -119,6 +155,12 @@ def pruned_inputs(chains: str, traces: str | None, pruner: PrunerSpec, student: 
 
 def student_inputs(pruned: str, student: StudentSpec, data: str, config: ExperimentConfig) -> dict[str, Any]:
     return {"pruned": pruned, "student": student.model, "sft": asdict(student.sft), "dev": data,
+            "eval": asdict(config.eval), "dtype": config.dtype}
+
+
+def full_student_inputs(chains: str, student: StudentSpec, data: str, config: ExperimentConfig) -> dict[str, Any]:
+    """A student trained on the unpruned chains (keep 1.0): keyed by the chains instead of a pruned set."""
+    return {"chains": chains, "keep": 1.0, "student": student.model, "sft": asdict(student.sft), "dev": data,
             "eval": asdict(config.eval), "dtype": config.dtype}
 
 
