@@ -142,8 +142,7 @@ def compare_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for other in others:
                 d = paired_difference(a, correctness(other["outputs"]))
                 out.append({"teacher": combo[0], "pruner": combo[1], "student": combo[2], "keep": greedy["keep"],
-                            "method": COMPARED, "versus": other["method"] if other["keep"] in (None, greedy["keep"])
-                            else f"{other['method']} {other['keep']:g}", "examples": d.n,
+                            "method": COMPARED, "versus": other["method"], "examples": d.n,
                             "difference": percent(d.difference), "low": percent(d.low), "high": percent(d.high),
                             "only_method": d.only_a, "only_versus": d.only_b, "p_mcnemar": round(d.p_mcnemar, 4)})
     return out
