@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test test-fast bench clean gsm8k models tokenizers
+.PHONY: install browser demo test test-fast bench clean gsm8k models tokenizers fig2
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -68,17 +68,33 @@ clean:
 # so an interrupted run resumes; results go to examples/results/gsm8k_cpu. It needs GSM8K's full train split
 # (`make gsm8k`, network); the repository ships only its first 500 records (data/gsm8k/train-sample.jsonl).
 GSM8K_TRAIN := data/gsm8k/train.jsonl
-GSM8K_URL := https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/train.jsonl
+GSM8K_TEST := data/gsm8k/test.jsonl
+GSM8K_BASE := https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data
 
-gsm8k: $(GSM8K_TRAIN)
+gsm8k: $(GSM8K_TRAIN) $(GSM8K_TEST)
 
-$(GSM8K_TRAIN):
-	@command -v curl >/dev/null 2>&1 || { echo "make gsm8k needs curl; or save $(GSM8K_URL) as $(GSM8K_TRAIN)"; exit 1; }
-	curl -fsSL -o $(GSM8K_TRAIN).part $(GSM8K_URL)
-	@test "$$(wc -l < $(GSM8K_TRAIN).part)" -eq 7473 || { echo "expected 7473 lines in $(GSM8K_URL)"; rm -f $(GSM8K_TRAIN).part; exit 1; }
-	mv $(GSM8K_TRAIN).part $(GSM8K_TRAIN)
+# GSM8K's train (7,473 lines) and test (1,319 lines) splits, each checked by its line count.
+data/gsm8k/%.jsonl:
+	@command -v curl >/dev/null 2>&1 || { echo "make gsm8k needs curl; or save $(GSM8K_BASE)/$*.jsonl as $@"; exit 1; }
+	curl -fsSL -o $@.part $(GSM8K_BASE)/$*.jsonl
+	@test "$$(wc -l < $@.part)" -eq "$$(if [ $* = train ]; then echo 7473; else echo 1319; fi)" || { echo "unexpected line count in $(GSM8K_BASE)/$*.jsonl"; rm -f $@.part; exit 1; }
+	mv $@.part $@
 
 .PHONY: example
 example: install
 	@test -f $(GSM8K_TRAIN) || { echo "make example needs GSM8K's full train split at $(GSM8K_TRAIN): run make gsm8k (network), or copy it there (data/gsm8k/README.md)"; exit 1; }
 	$(BIN)/chainprune experiment examples/gsm8k_cpu.yaml
+
+# ---- Fig. 2 on CPU (issue 33, docs/distillation.md) ----
+# GSM8K worked solutions, SmolLM2-135M as pruner, Qwen2.5-Coder-0.5B-Instruct as LoRA student: greedy vs uniform,
+# surprisal, H2O (and TokenSkip where its classifier can be fetched) at keep 0.5, the full-chain and zero-shot
+# students, 600 test questions. Many CPU-hours: resumable stage by stage and record by record (rerun to resume).
+# WORKERS=2 runs two processes that share the stages (one torch thread each); the log is runs/gsm8k_qwen05/workerN.log.
+WORKERS ?= 1
+.PHONY: fig2
+fig2: install
+	@test -f $(GSM8K_TRAIN) -a -f $(GSM8K_TEST) || { echo "make fig2 needs GSM8K's train and test splits in data/gsm8k: run make gsm8k (network), or copy them there"; exit 1; }
+	$(BIN)/chainprune models fetch qwen2.5-coder-0.5b
+	mkdir -p runs/gsm8k_qwen05
+	for w in $$(seq 2 $(WORKERS)); do OMP_NUM_THREADS=1 $(BIN)/chainprune experiment examples/gsm8k_qwen05.yaml --threads 1 > runs/gsm8k_qwen05/worker$$w.log 2>&1 & sleep 30; done; \
+	OMP_NUM_THREADS=1 $(BIN)/chainprune experiment examples/gsm8k_qwen05.yaml --threads 1 2>&1 | tee runs/gsm8k_qwen05/worker1.log; wait

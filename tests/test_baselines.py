@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -246,3 +247,28 @@ def test_cli_uniform_match_and_lengths(tiny_pruner, student, chains_file, tmp_pa
     assert len(json.loads((tmp_path / "l.json").read_text())) == 4
     result = runner.invoke(app, ["baseline", "nosuch", str(chains_file), "--student-tokenizer", "x", "--out", "y"])
     assert result.exit_code == 2
+
+
+def test_the_greedy_baseline_runs_on_the_engine_it_is_given(tiny_pruner, student, tmp_path, monkeypatch):
+    """`baseline --method greedy --engine E` reaches the ranker, and every engine gives the same order."""
+    import chainprune.ranking.greedy as greedy_module
+
+    engines = []
+    real = greedy_module.ChainScorer
+
+    def recording(model, ids, objective, engine, **kwargs):
+        engines.append((engine, kwargs["max_batch_tokens"]))
+        return real(model, ids, objective, engine, **kwargs)
+
+    monkeypatch.setattr(greedy_module, "ChainScorer", recording)
+    chains = tmp_path / "chains.jsonl"
+    chains.write_text(json.dumps(dataclasses.asdict(SHORT)) + "\n")
+    orders = {}
+    for engine in ("naive", "packed"):
+        config = BaselineConfig(method="greedy", student_tokenizer="s", keep=[0.5], engine=engine, max_batch_tokens=700)
+        out = tmp_path / f"{engine}.jsonl"
+        run_baseline(chains, out, config, resources=resources_for("greedy", tiny_pruner, student))
+        (record,) = read_traces(out)
+        orders[engine] = record["deletion_order"]
+    assert engines == [("naive", 700), ("packed", 700)]
+    assert orders["naive"] == orders["packed"]

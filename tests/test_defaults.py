@@ -35,6 +35,20 @@ def test_every_entry_point_defaults_to_the_packed_engine():
     assert option_default("prune", "engine") == "packed" and option_default("demo", "engine") == "packed"
 
 
+def test_the_greedy_baseline_defaults_to_the_packed_engine_and_takes_the_run_s_engine():
+    from chainprune.choices import DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS
+    from chainprune.pipelines.baselines import BaselineConfig, ranker_options
+    from chainprune.ranking import get_ranker
+
+    greedy = get_ranker("greedy")
+    assert inspect.signature(greedy).parameters["engine"].default == DEFAULT_ENGINE == "packed"
+    assert inspect.signature(greedy).parameters["max_batch_tokens"].default == DEFAULT_MAX_BATCH_TOKENS
+    assert option_default("baseline", "engine") == "packed"
+    config = BaselineConfig(method="greedy", student_tokenizer="t", engine="naive", max_batch_tokens=512)
+    assert ranker_options(greedy, config) == {"engine": "naive", "max_batch_tokens": 512}
+    assert ranker_options(get_ranker("uniform"), config) == {}  # rankers that do not score take neither
+
+
 def test_batch_chains_needs_no_engine_flag_any_more():
     PruneConfig(batch_chains=8).validate()
     with pytest.raises(ValueError, match="needs --engine packed"):

@@ -33,7 +33,8 @@ DEVICES = ("auto", "cpu", "cuda")
 STORE_DTYPES = ("float32", "bfloat16")  # of a converted GGUF file on disk
 SURROGATE_FEATURES = ("attention", "attention-split+given")  # a saved surrogate without a kind is "attention"
 
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "smollm2-135m"  # the bundled pruner, offline
+DEFAULT_ENGINE = "packed"  # the fastest exact engine measured
 DEFAULT_MAX_BATCH_TOKENS = 8192
 DEFAULT_CLASSIFIER = "microsoft/llmlingua-2-xlm-roberta-large-meetingbank"
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from chainprune.choices import DEFAULT_MODEL
 from chainprune.cli.common import (
     DeviceOption,
     DtypeOption,
@@ -80,7 +81,7 @@ def retention(
     out: Output,
     keep: Annotated[list[float] | None, keep_option("Keep fractions (default 1.0, 0.9, ..., 0.1, down to what the traces reach).")] = None,
     ranker: Annotated[list[str] | None, typer.Option(help="Also a panel for this baseline ranker (uniform, surprisal, h2o, ...) applied to the first file's chains; repeatable.")] = None,
-    model: Annotated[str, typer.Option(help="Causal LM for rankers that need one (surprisal, h2o).")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Causal LM for rankers that need one (surprisal, h2o).")] = DEFAULT_MODEL,
     seed: Annotated[int, typer.Option(help="Seed for the uniform ranker.")] = 0,
 ) -> None:
     """Category retention curves (the paper's Fig. 3): per category, the fraction of its tokens kept at each
@@ -153,7 +154,7 @@ def surrogate(
     train: Annotated[Path, typer.Option(help="Training chains: traces JSONL (targets from its --save-scores sidecar when present) or prune-input chains JSONL.")],
     test: Annotated[Path, typer.Option(help="Held-out chains, same formats.")],
     out: Annotated[Path, out_option("Trained surrogate (torch file); also OUT.csv (per-chain Pearson) and OUT.png/.svg.")],
-    model: Annotated[str, typer.Option(help="Model whose attention gives the features (the paper: the teacher).")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Model whose attention gives the features (the paper: the teacher).")] = DEFAULT_MODEL,
     pruner: Annotated[str | None, typer.Option(help="Pruner that scores the targets when no sidecar has them (default: --model).")] = None,
     objective: Annotated[Objective, typer.Option(help="Objective of the targets.")] = "joint",
     dtype: DtypeOption = "auto",

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from chainprune.choices import DEFAULT_CLASSIFIER
+from chainprune.choices import DEFAULT_CLASSIFIER, DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
 from chainprune.cli.common import (
     BaselineMethod,
     Chains,
     DeviceOption,
     DtypeOption,
+    EngineName,
     Overwrite,
     Resume,
     fail,
@@ -32,10 +33,12 @@ def baseline(
     student_tokenizer: StudentTokenizer,
     out: Annotated[Path, out_option("JSONL to write: one trace-like record per chain, pruned at matched student lengths.")],
     keep: Annotated[list[float] | None, keep_option("Keep fraction of the student's tokens, in (0, 1]; repeatable (default 0.5).")] = None,
-    model: Annotated[str, typer.Option(help="Pruner: its tokenizer defines the reasoning tokens; surprisal/h2o/greedy also run it.")] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Pruner: its tokenizer defines the reasoning tokens; surprisal/h2o/greedy also run it.")] = DEFAULT_MODEL,
     seed: Annotated[int, typer.Option(help="uniform: seed (mixed with each chain's id).")] = 0,
     classifier: Annotated[str, typer.Option(help="tokenskip: LLMLingua-2 token classifier (hub id or local folder).")] = DEFAULT_CLASSIFIER,
     surrogate: Annotated[Path | None, typer.Option(help="surrogate: a trained attention surrogate (`chainprune analyze surrogate`) of the same --model.")] = None,
+    engine: Annotated[EngineName, typer.Option(help="greedy: scoring engine (all exact; see `chainprune prune --help`).")] = DEFAULT_ENGINE,
+    max_batch_tokens: Annotated[int, typer.Option(min=1, help="greedy: bound on rows x tokens held in one forward (memory).")] = DEFAULT_MAX_BATCH_TOKENS,
     dtype: DtypeOption = "auto",
     device: DeviceOption = "auto",
     resume: Resume = False,
@@ -48,7 +51,8 @@ def baseline(
 
     config = BaselineConfig(method=method.value, student_tokenizer=student_tokenizer, model=model, keep=keep or [0.5],
                             seed=seed, classifier=classifier, dtype=dtype.value, device=device.value,
-                            surrogate=str(surrogate) if surrogate else None)
+                            surrogate=str(surrogate) if surrogate else None, engine=engine.value,
+                            max_batch_tokens=max_batch_tokens)
     reporter = ProgressReporter()
     _finish_matched_run(lambda: run_baseline(input, out, config, resume=resume, overwrite=overwrite, reporter=reporter),
                         out, reporter)

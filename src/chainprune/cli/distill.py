@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from chainprune.choices import DEFAULT_MODEL
 from chainprune.cli.common import (
     DATA_FILE_HELP,
     HUB_DATASET_HELP,
@@ -28,11 +29,12 @@ from chainprune.cli.common import (
     resume_option,
 )
 
+
 def teacher(
     out: Annotated[Path, out_option("Chains JSONL to write (pruner input records, appended per question).")],
     dataset: Annotated[DatasetName, typer.Option(help="Dataset.")] = "gsm8k",
     split: Annotated[str, typer.Option(help=SPLIT_HELP)] = "train",
-    model: Annotated[str, typer.Option(help="Teacher: " + MODEL_NAMES_HELP)] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Teacher: " + MODEL_NAMES_HELP)] = DEFAULT_MODEL,
     samples: Annotated[int, typer.Option(min=1, help="Responses sampled per question (paper: 10).")] = 10,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (paper: 0.7).")] = 0.7,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling top-p in (0, 1] (paper: 1.0). No top-k is applied.")] = 1.0,
@@ -112,7 +114,7 @@ def evaluate(
 
     from chainprune.pipelines.evaluate import EvalConfig, EvalGrid
 
-    models, datasets = model or ["smollm2-135m"], [d.value for d in dataset] if dataset else ["gsm8k"]
+    models, datasets = model or [DEFAULT_MODEL], [d.value for d in dataset] if dataset else ["gsm8k"]
     if data_file and len(data_file) != len(datasets):
         raise typer.BadParameter(f"{len(data_file)} file(s) for {len(datasets)} dataset(s)", param_hint="--data-file")
     settings = EvalConfig(split=split, max_new_tokens=max_new_tokens, backend=backend.value, dtype=dtype.value,
@@ -155,7 +157,7 @@ def distill(
     train: Annotated[Path | None, typer.Option(help="Pruned records: `chainprune match` / `baseline` output (or traces from `prune`). Not needed with --keep 1.0 (the full chains).")] = None,
     keep: Annotated[float, typer.Option(help="Train on the reasoning kept at this keep fraction (a key of each record's `pruned`).")] = 0.7,
     method: Annotated[str, typer.Option(help="Pruning method the records must come from (greedy, uniform, surprisal, h2o, tokenskip); a mismatch is reported per record.")] = "greedy",
-    student: Annotated[str, typer.Option(help="Student: " + MODEL_NAMES_HELP)] = "smollm2-135m",
+    student: Annotated[str, typer.Option(help="Student: " + MODEL_NAMES_HELP)] = DEFAULT_MODEL,
     dataset: Annotated[DatasetName, typer.Option(help="Task: its system prompt (for chains without one) and its grader (dev accuracy).")] = "gsm8k",
     lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (PEFT) or full fine-tuning.")] = True,
     lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,

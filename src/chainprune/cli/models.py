@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from chainprune.choices import DEFAULT_MODEL
 from chainprune.cli.common import StoreDtype, add_commands, err_console, out_console
 
 _STORE_HELP = ("Dtype of the converted weights on disk: float32 (exact; a 1.5B model takes 6.7 GB) or bfloat16 "
@@ -21,7 +22,15 @@ def list_names() -> None:
     from rich.table import Table
 
     from chainprune.models import cache_dir
-    from chainprune.models.offline import MODELS, TOKENIZERS, NotFetched, is_complete, model_dir, part_paths, tokenizer_dir
+    from chainprune.models.offline import (
+        MODELS,
+        TOKENIZERS,
+        NotFetched,
+        is_complete,
+        model_dir,
+        part_paths,
+        tokenizer_dir,
+    )
 
     table = Table(title=f"offline models and tokenizers (cache: {cache_dir()})")
     for column in ("name", "kind", "what", "state"):
@@ -62,7 +71,7 @@ def fetch(
     from chainprune.models.offline import fetch as fetch_one
 
     wanted = list(names or [])
-    wanted += [n for n in MODELS if all_models and n != "smollm2-135m" and n not in wanted]
+    wanted += [n for n in MODELS if all_models and n != DEFAULT_MODEL and n not in wanted]
     wanted += [n for n in TOKENIZERS if all_tokenizers and n not in wanted]
     if not wanted:
         raise typer.BadParameter("name at least one model or tokenizer, or pass --all-models / --all-tokenizers")

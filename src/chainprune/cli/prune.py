@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from chainprune.choices import DEFAULT_MAX_BATCH_TOKENS
-from chainprune.units import UNITS
+from chainprune.choices import DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
 from chainprune.cli.common import (
     MODEL_NAMES_HELP,
     Chains,
@@ -19,13 +18,14 @@ from chainprune.cli.common import (
     Objective,
     Overwrite,
     Resume,
+    choice,
     err_console,
     fail,
     keep_option,
     out_console,
     out_option,
-    choice,
 )
+from chainprune.units import UNITS
 
 UnitName = choice("UnitName", UNITS)
 
@@ -33,10 +33,10 @@ UnitName = choice("UnitName", UNITS)
 def prune(
     input: Chains,
     out: Annotated[Path, out_option("Traces JSONL to write (one record per chain, appended as each finishes).")],
-    model: Annotated[str, typer.Option(help="Pruner: " + MODEL_NAMES_HELP)] = "smollm2-135m",
+    model: Annotated[str, typer.Option(help="Pruner: " + MODEL_NAMES_HELP)] = DEFAULT_MODEL,
     objective: Annotated[Objective, typer.Option(help="joint: log p(remaining reasoning + answer); answer: log p(answer).")] = "joint",
     keep: Annotated[list[float] | None, keep_option("Keep fraction in (0, 1]; repeat for several (default 0.5). One run down to the smallest gives them all.")] = None,
-    engine: Annotated[EngineName, typer.Option(help="All exact. packed (default, the fastest measured): every candidate's suffix in one packed forward, attending to the chain's cached keys and its own earlier suffix tokens; no redundant work, and what a deletion leaves unchanged is kept for the next pass. prefix: shares the KV prefix, candidates in batched chunks. naive: full recompute (the reference).")] = "packed",
+    engine: Annotated[EngineName, typer.Option(help="All exact. packed (default, the fastest measured): every candidate's suffix in one packed forward, attending to the chain's cached keys and its own earlier suffix tokens; no redundant work, and what a deletion leaves unchanged is kept for the next pass. prefix: shares the KV prefix, candidates in batched chunks. naive: full recompute (the reference).")] = DEFAULT_ENGINE,
     dtype: DtypeOption = "auto",
     device: DeviceOption = "auto",
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="Bound on rows x tokens held in one forward (memory).")] = DEFAULT_MAX_BATCH_TOKENS,
@@ -129,7 +129,7 @@ def _run_and_report(run, reporter, table, out: Path) -> None:
 
 def demo(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write traces.jsonl and viewer.html (the HTML viewer).")] = Path("demo-output"),
-    engine: Annotated[EngineName, typer.Option(help="Scoring engine (all exact; see `chainprune prune --help`).")] = "packed",
+    engine: Annotated[EngineName, typer.Option(help="Scoring engine (all exact; see `chainprune prune --help`).")] = DEFAULT_ENGINE,
 ) -> None:
     """Prune a few example chains with the bundled SmolLM2-135M-Instruct, offline, and show them."""
     from chainprune.data.jsonl import read_traces

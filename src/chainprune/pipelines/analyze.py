@@ -11,14 +11,15 @@ code, write JSONL / CSV / figures.
 from __future__ import annotations
 
 import csv
-from contextlib import nullcontext
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chainprune.analysis.categories import CATEGORIES, Annotator, check_categories, rule_annotator
 from chainprune.analysis.retention import overall_kept_fraction, retention_curve
+from chainprune.choices import DEFAULT_ENGINE
 from chainprune.data.jsonl import JsonlAppender, RecordError, decode_lines
 from chainprune.run import RunSummary, open_output, require_input
 from chainprune.trace_steps import check_trace_steps
@@ -275,7 +276,7 @@ def grid_passes(pruner: Any, trace: Trace, grid: Sequence[float]) -> list:
     from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 
     n = len(trace.reasoning_ids)
-    scorer = ChainScorer(pruner.model, trace.ids, trace.objective, "packed", DEFAULT_MAX_BATCH_TOKENS)
+    scorer = ChainScorer(pruner.model, trace.ids, trace.objective, DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS)
     passes = []
     for deleted in sorted({0} | {deletions_for(n, r) for r in grid}):
         gone = set(trace.deletion_order[:deleted])

@@ -20,6 +20,7 @@ from statistics import mean
 from typing import Any
 
 from chainprune.chains import ChainError, tokenize_chain
+from chainprune.choices import DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, read_traces
 from chainprune.keep import keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
@@ -36,17 +37,21 @@ from chainprune.ranking.matching import match_lengths
 from chainprune.run import Reporter, RunSummary, open_output, require_input, write_errors
 from chainprune.types import Chain, ChainIds, MatchedCut, MatchedRecord, Trace, TraceToken
 
+
 @dataclass
 class BaselineConfig:
     method: str
     student_tokenizer: str
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     keep: list[float] = field(default_factory=lambda: [0.5])
     seed: int = 0
     classifier: str = DEFAULT_CLASSIFIER
     dtype: str = "auto"
     device: str = "auto"
     surrogate: str | None = None  # a trained attention surrogate, for method "surrogate"
+    # how a ranker that scores with the pruner runs (greedy): speed and memory only, the order is the same
+    engine: str = DEFAULT_ENGINE
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
 
     RESULT_FIELDS = ("method", "student_tokenizer", "model", "keep", "seed", "classifier", "dtype", "surrogate")
 
@@ -218,12 +223,24 @@ def run_baseline(
     return summary
 
 
+# BaselineConfig fields a ranker takes when its signature names them (greedy's engine and batch bound).
+RANKER_OPTIONS = ("engine", "max_batch_tokens")
+
+
+def ranker_options(ranker: Any, config: BaselineConfig) -> dict[str, Any]:
+    """The run's settings this ranker takes, by the names of its parameters."""
+    import inspect
+
+    parameters = inspect.signature(ranker).parameters
+    return {name: getattr(config, name) for name in RANKER_OPTIONS if name in parameters}
+
+
 def baseline_record(chain: Chain, config: BaselineConfig, ranker: Any, res: Resources) -> dict[str, Any]:
     ids = tokenize_chain(res.pruner.tokenizer, chain)
     limit = res.pruner.max_length if res.pruner.model is not None else None
     if limit is not None and len(ids.input_ids) > limit:
         raise ChainError(f"chain is {len(ids.input_ids)} tokens, longer than the pruner's context of {limit}")
-    ranking = ranker(ids, res.ranker_model, seed=chain_seed(config.seed, chain.id))
+    ranking = ranker(ids, res.ranker_model, seed=chain_seed(config.seed, chain.id), **ranker_options(ranker, config))
     extra = {"pruner": res.pruner.name, "student_tokenizer": config.student_tokenizer}
     if config.method == "uniform":
         extra["seed"] = config.seed

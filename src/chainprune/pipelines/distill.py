@@ -19,7 +19,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainprune.data.jsonl import RecordError, check_resume_settings, config_path, read_chains, read_valid, save_settings
+from chainprune.choices import DEFAULT_MODEL
+from chainprune.data.jsonl import (
+    RecordError,
+    check_resume_settings,
+    config_path,
+    read_chains,
+    read_valid,
+    save_settings,
+)
 from chainprune.keep import check_keep_fraction, keep_key
 from chainprune.run import require_input
 from chainprune.training.sft import SFTSettings
@@ -30,7 +38,7 @@ TRAINER_STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainin
 
 @dataclass
 class DistillConfig:
-    student: str = "smollm2-135m"
+    student: str = DEFAULT_MODEL
     keep: float = 0.7  # 1.0: the full chains, no pruned file needed
     method: str = "greedy"  # the pruning method the records must come from (traces from `prune` count as greedy)
     dataset: str = "gsm8k"  # its grader scores the dev set; its system prompt is used when a chain has none

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chainprune.choices import DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, refuse_existing
 from chainprune.generation import Generator, Sampling, derive_seed, make_generator
 from chainprune.run import open_output
@@ -22,7 +23,7 @@ from chainprune.tasks import Example, Task, get_task, load_examples
 
 @dataclass
 class EvalConfig:
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     dataset: str = "gsm8k"
     split: str = "test"
     max_new_tokens: int = 1024

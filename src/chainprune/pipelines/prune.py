@@ -20,11 +20,13 @@ from pathlib import Path
 
 import torch
 
+from chainprune.choices import DEFAULT_ENGINE, DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model, resolve_device, resolve_dtype
 from chainprune.pruning import Approximation, check_unit_mode, prune_chain
+
 # PruneSummary, Reporter and errors_path are also imported from here (by the CLI and the demo)
 from chainprune.run import PruneSummary, Reporter, errors_path, open_output, require_input, write_errors  # noqa: F401
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
@@ -35,10 +37,10 @@ from chainprune.units import check_unit
 
 @dataclass
 class PruneConfig:
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     objective: str = "joint"
     keep: list[float] = field(default_factory=lambda: [0.5])
-    engine: str = "packed"
+    engine: str = DEFAULT_ENGINE
     dtype: str = "auto"
     device: str = "auto"
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from chainprune.choices import DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError
 from chainprune.generation import Generator, Sample, Sampling, derive_seed, make_generator
 from chainprune.run import open_output
@@ -25,7 +26,7 @@ from chainprune.tasks import Example, Task, get_task, load_examples
 class TeacherConfig:
     dataset: str = "gsm8k"
     split: str = "train"
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     samples: int = 10
     temperature: float = 0.7
     top_p: float = 1.0

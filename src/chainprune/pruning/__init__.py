@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from chainprune.chains import ChainError, tokenize_chain
+from chainprune.choices import DEFAULT_ENGINE
 from chainprune.keep import deletions_for, keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, ScoreError, best_candidate, greedy_prune
@@ -199,7 +200,7 @@ def prune_chain(
     chain: Chain,
     keep: Sequence[float] = (0.5,),
     objective: str = "joint",
-    engine: str = "packed",
+    engine: str = DEFAULT_ENGINE,
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     on_step: Callable[[int, int], None] | None = None,
     approximation: Approximation = EXACT,

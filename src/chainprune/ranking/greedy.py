@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chainprune.choices import DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS
 from chainprune.pruning import ChainScorer, greedy_prune
 from chainprune.ranking.base import Ranking, needs
 from chainprune.trace_steps import check_trace_steps, step_ends
@@ -24,13 +25,14 @@ def greedy_from_trace(record: dict[str, Any]) -> Ranking:
 
 
 @needs("causal_lm")
-def greedy(ids: ChainIds, model: Any, seed: int = 0, objective: str = "joint", engine: str = "prefix") -> Ranking:
+def greedy(ids: ChainIds, model: Any, seed: int = 0, objective: str = "joint", engine: str = DEFAULT_ENGINE,
+           max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> Ranking:
     """Exact greedy pruning (joint objective) run down to a single token: a full deletion order.
     Expensive (every step scores every remaining token); `chainprune prune` + `match` is the usual route."""
     n = len(ids.reasoning_ids)
     if n == 0:
         return Ranking(deletion_order=[])
-    scorer = ChainScorer(model, ids, objective, engine, max_batch_tokens=8192)
+    scorer = ChainScorer(model, ids, objective, engine, max_batch_tokens=max_batch_tokens)
     order = greedy_prune(n, scorer, n - 1).deletion_order
     order.append(next(i for i in range(n) if i not in set(order)))
     return Ranking(deletion_order=order)

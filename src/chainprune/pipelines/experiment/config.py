@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chainprune.choices import DEFAULT_MODEL
 from chainprune.keep import normalize_keep_fractions
 from chainprune.pipelines.prune import PruneConfig
 from chainprune.pipelines.teacher import TeacherConfig
@@ -71,7 +72,7 @@ class PrunerSpec:
 
 @dataclass
 class StudentSpec:
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     name: str | None = None
     sft: SFTSettings = field(default_factory=SFTSettings)
     # training settings to choose among, each a list of values (e.g. {learning_rate: [1e-4, 3e-4]}): every
