@@ -233,7 +233,7 @@ def test_lookahead_screening_everything_is_exact_greedy(tiny_pruner, engine):
 def test_resumed_suffixes_equal_fresh_ones(tiny_pruner, objective):
     """Widening estimates and exact re-scoring resume from what earlier calls on the chain computed, and give
     the numbers a fresh computation gives; only the tokens not yet computed are run."""
-    from chainprune.scoring.objectives import BestContinuation, forward_current
+    from chainprune.scoring.chain_state import BestContinuation, forward_current
     from chainprune.scoring.packed import score_lookahead, score_packed
 
     model, ids = tiny_pruner.model, tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
@@ -319,7 +319,7 @@ def test_margin_screening_everything_is_exact_greedy(tiny_pruner):
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 def test_incremental_forward_equals_a_fresh_one(tiny_pruner, objective):
     """After a deletion, the chain's forward reuses the shared front and equals a fresh forward."""
-    from chainprune.scoring.objectives import forward_current
+    from chainprune.scoring.chain_state import forward_current
     from chainprune.types import ChainIds
 
     ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
@@ -344,7 +344,8 @@ def test_forward_after_a_deletion_built_from_its_scoring_equals_a_fresh_one(tiny
     """The packed engine keeps the best candidate's recomputed suffix; the chain after that deletion is built
     from it with no forward (the last token's states are left out: nothing reads them), and equals a fresh
     forward where any objective or candidate reads it, the first targets it carries over included."""
-    from chainprune.scoring.objectives import BestContinuation, forward_current, objective_start
+    from chainprune.scoring.chain_state import BestContinuation, forward_current
+    from chainprune.scoring.objectives import objective_start
     from chainprune.scoring.packed import score_packed
     from chainprune.types import ChainIds
 

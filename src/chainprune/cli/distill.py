@@ -240,7 +240,10 @@ def experiment(
     length -> results.csv/.md and accuracy-vs-keep.png/.svg (zero-shot student as a line).
 
     Every stage is cached under OUT_DIR/stages by a hash of its inputs: rerun the same command to resume
-    after an interruption; change a setting and only the stages it reaches run again.
+    after an interruption; change a setting and only the stages it reaches run again. Run the same command in
+    a second shell to share the work: each process takes the stages the other is not running (a running stage
+    is locked) and waits for the ones it needs. A job that cannot run (a method whose model cannot be loaded)
+    is reported beside the results and the others go on; the exit code is then 1.
     """
     from chainprune.pipelines.experiment import load_config, results_markdown, run_experiment
     from chainprune.report.progress import ProgressReporter

@@ -19,6 +19,7 @@ import torch
 
 from chainprune.choices import DEFAULT_MODEL, DEVICES
 from chainprune.choices import DTYPES as _DTYPE_NAMES
+from chainprune.models.cache import cache_dir  # noqa: F401 - re-exported: `models.cache_dir`
 
 DTYPES = {name: getattr(torch, name) for name in _DTYPE_NAMES}
 
@@ -42,12 +43,6 @@ class LoadedModel:
     @property
     def max_length(self) -> int | None:
         return getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
-
-
-def cache_dir() -> Path:
-    """Where converted models live: $CHAINPRUNE_CACHE, else ~/.cache/chainprune."""
-    root = os.environ.get("CHAINPRUNE_CACHE") or Path.home() / ".cache" / "chainprune"
-    return Path(root)
 
 
 def resolve_device(device: str) -> torch.device:

