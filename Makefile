@@ -56,6 +56,7 @@ models: install
 tokenizers: install
 	$(BIN)/chainprune models fetch --all-tokenizers
 
+# Every exact engine (naive, prefix, packed) on 5 GSM8K chains; writes runs/bench/engines-cpu.json, never a committed result.
 bench: install
 	$(BIN)/python benchmarks/bench_engines.py
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from chainprune.chains import tokenize_chain
+from chainprune.choices import ENGINES
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 from chainprune.pruning import ChainScorer
@@ -103,13 +104,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--objective", default="joint", choices=["joint", "answer"])
-    parser.add_argument("--engines", nargs="+", default=["naive", "prefix"])
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     parser.add_argument("--examples", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="greedy steps measured per example (at full length)")
     parser.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/engines-cpu.json"))
+    # Not a committed result's path: a run writes its own file unless told to replace one.
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/engines-cpu.json"))
     args = parser.parse_args()
     result = run(args)
     print("\nper step, mean over examples:")
