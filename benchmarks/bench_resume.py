@@ -1,4 +1,4 @@
-"""A/B of exact `packed` greedy resuming each candidate's suffix from the last pass (`ChainScorer`, KEEP_BYTES).
+"""A/B of exact `packed` greedy resuming each candidate's suffix from the last pass (`ChainScorer`, `ScorerOptions.keep_suffix_bytes`).
 
 After the token at index j is deleted, candidate i < j's suffix up to j is still the new chain's; exact passes
 keep every candidate's suffix so the next pass computes only the rest. Prunes the first N chains of a
@@ -34,15 +34,14 @@ def main() -> None:
     args = parser.parse_args()
     pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
     chains = [parse_chain(json.loads(line)) for line in args.chains.open()][: args.examples]
-    budget = pruning.KEEP_BYTES
     rows = []
     for repeat in range(args.repeats):
         traces = {}
         for label, keeps in (("suffixes kept", True), ("not kept", False)):
-            pruning.KEEP_BYTES = budget if keeps else -1
+            options = pruning.ScorerOptions() if keeps else pruning.ScorerOptions(keep_suffix_bytes=-1)
             for chain in chains:
                 start = time.perf_counter()
-                trace = pruning.prune_chain(pruner, chain, keep=[0.5], engine="packed")
+                trace = pruning.prune_chain(pruner, chain, keep=[0.5], engine="packed", options=options)
                 seconds = time.perf_counter() - start
                 traces.setdefault(chain.id, []).append(trace)
                 rows.append({"repeat": repeat, "way": label, "id": chain.id, "seconds": round(seconds, 1),
@@ -52,7 +51,6 @@ def main() -> None:
             gap = max(abs(a - b) for a, b in zip(kept.objective_values, plain.objective_values))
             print(f"{chain_id}: same deletions {kept.deletion_order == plain.deletion_order}, "
                   f"largest objective difference {gap:.1e} nats")
-    pruning.KEEP_BYTES = budget
     print(f"\n{'way':>14} {'chain':>18} {'seconds':>8} {'token-forwards':>15}")
     for row in rows:
         print(f"{row['way']:>14} {row['id']:>18} {row['seconds']:>8.1f} {row['token_forwards']:>15,}")

@@ -262,14 +262,14 @@ def test_exact_packed_resumes_each_candidate_from_before_the_last_deletion(tiny_
     """Exact `packed` greedy keeps every candidate's suffix; after deleting the token at index j, candidate i < j
     keeps its first j - i - 2 suffix tokens (they read only tokens before j) and computes the rest. Same
     deletions and objectives as without keeping, fewer token-forwards by exactly that many, and as naive."""
-    import chainprune.pruning as pruning
+    from chainprune.pruning import ScorerOptions
 
     chain = CHAINS[0]
     passes = []
     kept = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="packed",
                        on_scores=lambda remaining, scores: passes.append(list(remaining)))
-    monkeypatch.setattr(pruning, "KEEP_BYTES", -1)
-    plain = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="packed")
+    plain = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="packed",
+                        options=ScorerOptions(keep_suffix_bytes=-1))
     naive = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="naive")
     assert kept.deletion_order == plain.deletion_order == naive.deletion_order
     assert kept.objective_values == pytest.approx(plain.objective_values, rel=1e-10, abs=1e-10)

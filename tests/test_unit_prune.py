@@ -119,7 +119,7 @@ def test_keep_fractions_count_tokens_and_stop_at_the_first_unit_state_below(tiny
 
 
 def test_units_of_one_token_reproduce_token_traces(tiny_pruner, monkeypatch):
-    import chainprune.pruning as pruning
+    import chainprune.pruning.prune as pruning
 
     for chain in UNIT_CHAINS[:3]:
         token = prune_chain(tiny_pruner, chain, keep=[0.5], engine="packed")
