@@ -112,3 +112,12 @@ def tiny_model_dir(tmp_path_factory, tiny_pruner):
     tiny_pruner.model.save_pretrained(path)
     tiny_pruner.tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, tiny_tokenizer):
+    """A tiny float32 model saved as a local folder, as a student or pruner of the experiment grid loads it."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    make_model(len(tiny_tokenizer), dtype=torch.float32).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -11,19 +11,9 @@ import yaml
 
 pytest.importorskip("trl", reason="experiment tests need the train extra (trl, peft)")
 
-from conftest import GSM8K, make_model  # noqa: E402
+from conftest import GSM8K  # noqa: E402
 
 from chainprune.pipelines.experiment import gsm8k_solution_chain, load_config, parse_config, run_experiment  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tiny_tokenizer):
-    import torch
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    make_model(len(tiny_tokenizer), dtype=torch.float32).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")

@@ -13,22 +13,12 @@ import pytest
 
 pytest.importorskip("trl", reason="experiment tests need the train extra (trl, peft)")
 
-from conftest import GSM8K, make_model  # noqa: E402
+from conftest import GSM8K  # noqa: E402
 
 from chainprune.analysis.paired import mcnemar_exact, paired_difference, wilson_interval  # noqa: E402
 from chainprune.pipelines.experiment import parse_config, run_experiment  # noqa: E402
 from chainprune.pipelines.experiment.grid import run_jobs  # noqa: E402
 from chainprune.pipelines.experiment.stages import StageBusy, Stages  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tiny_tokenizer):
-    import torch
-
-    folder = tmp_path_factory.mktemp("tiny-model")
-    make_model(len(tiny_tokenizer), dtype=torch.float32).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")
