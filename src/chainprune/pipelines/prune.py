@@ -31,7 +31,7 @@ from chainprune.pruning import Approximation, check_unit_mode, prune_chain
 from chainprune.run import PruneSummary, Reporter, errors_path, open_output, require_input, write_errors  # noqa: F401
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, engines_that, get_engine, run_packs
 from chainprune.scoring.together import run_together
-from chainprune.types import Chain, Trace
+from chainprune.types import OBJECTIVES, Chain, Trace
 from chainprune.units import check_unit
 
 
@@ -76,8 +76,8 @@ class PruneConfig:
     def validate(self) -> None:
         self.keep = normalize_keep_fractions(self.keep)
         engine = get_engine(self.engine)
-        if self.objective not in ("joint", "answer"):
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of joint, answer")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.max_batch_tokens < 1:
             raise ValueError("max_batch_tokens must be at least 1")
         if self.batch_chains < 1:
