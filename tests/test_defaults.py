@@ -120,3 +120,33 @@ def test_approximate_modes_are_exported():
     approx = chainprune.Approximation(screen=2, lookahead=3, margin=5)
     assert inspect.signature(chainprune.prune_chain).parameters["approximation"].annotation in ("Approximation", chainprune.Approximation)
     assert approx.screen == 2
+
+
+@pytest.mark.parametrize("command, settings", [
+    ("prune", "chainprune.pipelines.prune:PruneConfig"),
+    ("teacher", "chainprune.pipelines.teacher:TeacherConfig"),
+    ("distill", "chainprune.pipelines.distill:DistillConfig"),
+    ("distill", "chainprune.training:SFTSettings"),
+    ("baseline", "chainprune.pipelines.baselines:BaselineConfig"),
+])
+def test_a_command_builds_its_settings_from_its_options_and_their_defaults_are_the_settings(command, settings):
+    """Each settings field a command offers reaches the settings by name (`config_from`), and the option's
+    default is the field's: a default is written once, on the dataclass, or agrees with it."""
+    from chainprune import choices
+    from chainprune.cli.common import config_from
+
+    cls = choices.load(settings)
+    click_command = typer.main.get_command(app).commands[command]
+    defaults = {p.name: p.default for p in click_command.params}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    offered = sorted(set(defaults) & set(fields))
+    assert offered, "the command offers none of the settings' fields"
+    no_default = {"keep"}  # the commands give None for "the settings' default", [0.5]
+    for name in offered:
+        field = fields[name]
+        if name in no_default or field.default is dataclasses.MISSING:
+            continue
+        default = defaults[name]
+        assert default == field.default or (default is None and field.default is None), (command, name, default, field.default)
+    built = config_from(cls, {name: defaults[name] for name in offered}, **{n: ["x"] for n in offered if n == "keep"})
+    assert all(getattr(built, name) == (["x"] if name == "keep" else defaults[name]) for name in offered)

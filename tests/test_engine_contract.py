@@ -57,4 +57,5 @@ def test_an_engine_is_given_only_what_it_takes(tiny_pruner):
     base, scores = scorer.candidates(remaining)
     estimates = scorer.estimates(remaining, lookahead=len(ids.input_ids))  # a window spanning the chain: exact
     assert estimates.tolist() == pytest.approx(scores.tolist(), rel=1e-10, abs=1e-10)
-    assert scorer._best.kept is None  # naive offered no continuation
+    assert scorer.cache.current is not None  # the estimates' forward (the estimator reuses it)
+    assert scorer.cache.best.kept is None  # naive offered no continuation

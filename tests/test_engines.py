@@ -5,7 +5,7 @@ import torch
 
 from chainprune.chains import tokenize_chain
 from chainprune.pruning import Approximation, prune_chain
-from chainprune.scoring import ENGINES, ForwardStats, objective_start, reference_objective
+from chainprune.scoring import ENGINES, ChainCache, ForwardStats, ScoreRequest, ScoringOptions, objective_start, reference_objective
 from chainprune.types import Chain
 
 from conftest import gsm8k_records, make_model
@@ -33,27 +33,23 @@ FAST_ENGINES = [e for e in ENGINES if e != "naive"]
 @pytest.mark.parametrize("engine", FAST_ENGINES)
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 @pytest.mark.parametrize("chain", CHAINS, ids=lambda c: c.id)
-def test_fast_engine_candidates_equal_naive(tiny_pruner, chain, objective, engine, monkeypatch):
-    import chainprune.scoring.packed as packed
-
+def test_fast_engine_candidates_equal_naive(tiny_pruner, chain, objective, engine):
     # packed attends by structure, or through the model's attention with a dense mask when a pack is small:
     # both paths, every pack
-    for dense_below in (0, 2**62) if engine == "packed" else (None,):
-        if dense_below is not None:
-            monkeypatch.setattr(packed, "DENSE_BELOW", dense_below)
-        check_engine_equals_naive(tiny_pruner, chain, objective, engine)
+    for dense_below in (0, 2**62) if engine == "packed" else (ScoringOptions.dense_below,):
+        check_engine_equals_naive(tiny_pruner, chain, objective, engine, ScoringOptions(dense_below=dense_below))
 
 
-def check_engine_equals_naive(tiny_pruner, chain, objective, engine):
+def check_engine_equals_naive(tiny_pruner, chain, objective, engine, options=ScoringOptions()):
     ids = tokenize_chain(tiny_pruner.tokenizer, chain)
-    base_ref, cand_ref = ENGINES["naive"](tiny_pruner.model, ids, objective, 10**6, ForwardStats())
+    base_ref, cand_ref = ENGINES["naive"](tiny_pruner.model, ScoreRequest(ids, objective, 10**6))
     expected_base = reference_objective(
         tiny_pruner.model, ids.input_ids, objective_start(len(ids.prompt_ids), len(ids.reasoning_ids), objective)
     )
     assert base_ref == pytest.approx(expected_base, rel=1e-12)
     for budget in (1, 64, 10**6):  # from one row per forward to everything at once
         stats = ForwardStats()
-        base, cand = ENGINES[engine](tiny_pruner.model, ids, objective, budget, stats)
+        base, cand = ENGINES[engine](tiny_pruner.model, ScoreRequest(ids, objective, budget, stats=stats, options=options))
         assert base == pytest.approx(base_ref, rel=1e-12)
         torch.testing.assert_close(cand, cand_ref, rtol=1e-10, atol=1e-10)
         assert stats.token_forwards < (len(ids.reasoning_ids) + 1) * len(ids.input_ids) or len(ids.reasoning_ids) < 3
@@ -62,9 +58,9 @@ def check_engine_equals_naive(tiny_pruner, chain, objective, engine):
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_engines_score_a_subset_of_candidates(tiny_pruner, engine):
     ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[1])
-    _, full = ENGINES["naive"](tiny_pruner.model, ids, "joint", 10**6, ForwardStats())
+    _, full = ENGINES["naive"](tiny_pruner.model, ScoreRequest(ids, "joint", 10**6))
     subset = [0, 2, 3, len(ids.reasoning_ids) - 1]
-    _, part = ENGINES[engine](tiny_pruner.model, ids, "joint", 128, ForwardStats(), positions=subset)
+    _, part = ENGINES[engine](tiny_pruner.model, ScoreRequest(ids, "joint", 128, positions=subset))
     torch.testing.assert_close(part[subset], full[subset], rtol=1e-10, atol=1e-10)
     others = [i for i in range(len(ids.reasoning_ids)) if i not in subset]
     assert torch.isnan(part[others]).all()
@@ -74,13 +70,13 @@ def test_packed_does_no_redundant_work(tiny_pruner):
     ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[1])
     p, m, length = len(ids.prompt_ids), len(ids.reasoning_ids), len(ids.input_ids)
     stats = ForwardStats()
-    ENGINES["packed"](tiny_pruner.model, ids, "joint", 10**6, stats)
+    ENGINES["packed"](tiny_pruner.model, ScoreRequest(ids, "joint", 10**6, stats=stats))
     assert stats.token_forwards == length + sum(max(0, length - p - i - 2) for i in range(m))
 
 
 def test_naive_candidates_equal_reference_forward(tiny_pruner):
     ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
-    _, cand = ENGINES["naive"](tiny_pruner.model, ids, "joint", 200, ForwardStats())
+    _, cand = ENGINES["naive"](tiny_pruner.model, ScoreRequest(ids, "joint", 200))
     p = len(ids.prompt_ids)
     for i in (0, len(ids.reasoning_ids) // 2, len(ids.reasoning_ids) - 1):
         seq = ids.input_ids[: p + i] + ids.input_ids[p + i + 1 :]
@@ -164,8 +160,8 @@ def test_empty_reasoning_gives_trace_without_deletions(tiny_pruner):
 def test_bundled_model_prefix_equals_naive(bundled_pruner):
     chain = Chain("b", "What is 3 + 4?", "3 + 4 = 7, so the total is 7.", "The answer is 7.")
     ids = tokenize_chain(bundled_pruner.tokenizer, chain)
-    _, naive = ENGINES["naive"](bundled_pruner.model, ids, "joint", 8192, ForwardStats())
-    _, prefix = ENGINES["prefix"](bundled_pruner.model, ids, "joint", 8192, ForwardStats())
+    _, naive = ENGINES["naive"](bundled_pruner.model, ScoreRequest(ids, "joint", 8192))
+    _, prefix = ENGINES["prefix"](bundled_pruner.model, ScoreRequest(ids, "joint", 8192))
     torch.testing.assert_close(prefix, naive, rtol=1e-4, atol=2e-3)  # float32: agreement to rounding
 
 
@@ -199,7 +195,7 @@ def test_lookahead_estimate_equals_brute_force(tiny_pruner, objective):
 
     ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[1])
     for window in (1, 3, 8):
-        _, est = score_lookahead(tiny_pruner.model, ids, objective, 64, ForwardStats(), window=window)
+        _, est = score_lookahead(tiny_pruner.model, ScoreRequest(ids, objective, 64), window)
         expected = brute_force_lookahead(tiny_pruner.model, ids, objective, window)
         assert est.tolist() == pytest.approx(expected, rel=1e-10, abs=1e-10)
 
@@ -208,12 +204,12 @@ def test_lookahead_with_a_full_window_is_exact(tiny_pruner):
     from chainprune.scoring.packed import score_lookahead
 
     ids = tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
-    _, exact = ENGINES["naive"](tiny_pruner.model, ids, "joint", 10**6, ForwardStats())
+    _, exact = ENGINES["naive"](tiny_pruner.model, ScoreRequest(ids, "joint", 10**6))
     stats = ForwardStats()
-    _, est = score_lookahead(tiny_pruner.model, ids, "joint", 256, stats, window=len(ids.input_ids))
+    _, est = score_lookahead(tiny_pruner.model, ScoreRequest(ids, "joint", 256, stats=stats), len(ids.input_ids))
     torch.testing.assert_close(est, exact, rtol=1e-10, atol=1e-10)
     small = ForwardStats()
-    score_lookahead(tiny_pruner.model, ids, "joint", 256, small, window=4)
+    score_lookahead(tiny_pruner.model, ScoreRequest(ids, "joint", 256, stats=small), 4)
     assert small.token_forwards <= len(ids.input_ids) + 3 * len(ids.reasoning_ids) < stats.token_forwards
 
 
@@ -233,28 +229,29 @@ def test_lookahead_screening_everything_is_exact_greedy(tiny_pruner, engine):
 def test_resumed_suffixes_equal_fresh_ones(tiny_pruner, objective):
     """Widening estimates and exact re-scoring resume from what earlier calls on the chain computed, and give
     the numbers a fresh computation gives; only the tokens not yet computed are run."""
-    from chainprune.scoring.chain_state import BestContinuation, forward_current
+    from chainprune.scoring.chain_state import forward_current
     from chainprune.scoring.packed import score_lookahead, score_packed
 
     model, ids = tiny_pruner.model, tokenize_chain(tiny_pruner.tokenizer, CHAINS[0])
     m = len(ids.reasoning_ids)
-    _, exact = ENGINES["naive"](model, ids, objective, 10**6, ForwardStats())
+    _, exact = ENGINES["naive"](model, ScoreRequest(ids, objective, 10**6))
     current = forward_current(model, ids, objective, ForwardStats())
-    partials, stats = {}, ForwardStats()
-    score_lookahead(model, ids, objective, 64, stats, 3, current=current, partials=partials)
+    cache, stats = ChainCache(current=current, partials={}), ForwardStats()
+    partials = cache.partials
+    score_lookahead(model, ScoreRequest(ids, objective, 64, stats=stats, cache=cache), 3)
     assert stats.token_forwards == sum(min(2, len(ids.input_ids) - len(ids.prompt_ids) - i - 2) for i in range(m))
     assert all(p.done == min(2, len(ids.input_ids) - len(ids.prompt_ids) - i - 2) for i, p in partials.items())
     some = [0, 2, m // 2, m - 1]
     before = stats.token_forwards
-    _, wider = score_lookahead(model, ids, objective, 64, stats, 6, current=current, positions=some, partials=partials)
-    _, fresh = score_lookahead(model, ids, objective, 64, ForwardStats(), 6, current=current)
+    _, wider = score_lookahead(model, ScoreRequest(ids, objective, 64, positions=some, stats=stats, cache=cache), 6)
+    _, fresh = score_lookahead(model, ScoreRequest(ids, objective, 64, cache=ChainCache(current=current)), 6)
     torch.testing.assert_close(wider[some], fresh[some], rtol=1e-10, atol=1e-10)
     assert torch.isnan(wider[1]) and stats.token_forwards - before == sum(partials[i].done - min(2, partials[i].done) for i in some)
-    keep = BestContinuation()
-    _, scores = score_packed(model, ids, objective, 64, stats, positions=some[:3], current=current, keep=keep, partials=partials)
+    assert cache.best.kept is None  # estimates offer no continuation
+    _, scores = score_packed(model, ScoreRequest(ids, objective, 64, positions=some[:3], stats=stats, cache=cache))
     torch.testing.assert_close(scores[some[:3]], exact[some[:3]], rtol=1e-10, atol=1e-10)
     best = max(some[:3], key=lambda i: (float(exact[i]), -i))
-    assert keep.kept.cut == best and keep.kept.hidden.shape[0] == len(ids.input_ids) - len(ids.prompt_ids) - best - 2
+    assert cache.best.kept.cut == best and cache.best.kept.hidden.shape[0] == len(ids.input_ids) - len(ids.prompt_ids) - best - 2
 
 
 @pytest.mark.parametrize("objective", ["joint", "answer"])
@@ -262,14 +259,14 @@ def test_exact_packed_resumes_each_candidate_from_before_the_last_deletion(tiny_
     """Exact `packed` greedy keeps every candidate's suffix; after deleting the token at index j, candidate i < j
     keeps its first j - i - 2 suffix tokens (they read only tokens before j) and computes the rest. Same
     deletions and objectives as without keeping, fewer token-forwards by exactly that many, and as naive."""
-    from chainprune.pruning import ScorerOptions
 
     chain = CHAINS[0]
     passes = []
     kept = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="packed",
                        on_scores=lambda remaining, scores: passes.append(list(remaining)))
     plain = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="packed",
-                        options=ScorerOptions(keep_suffix_bytes=-1))
+                        options=ScoringOptions(keep_suffix_bytes=-1))
+    assert plain.options == {"keep_suffix_bytes": -1} and kept.options is None  # the trace says which setting made it
     naive = prune_chain(tiny_pruner, chain, keep=[0.4], objective=objective, engine="naive")
     assert kept.deletion_order == plain.deletion_order == naive.deletion_order
     assert kept.objective_values == pytest.approx(plain.objective_values, rel=1e-10, abs=1e-10)
@@ -292,12 +289,12 @@ def test_estimates_after_a_deletion_resume_from_the_suffixes_before_it(tiny_prun
     carried.estimates(remaining, 12, [0, 1])  # suffixes of 11 tokens for the first two candidates
     j = m - 3
     after = remaining[:j] + remaining[j + 1 :]
-    carried._forward(after, carried._at(after))  # the new chain's own forward, counted apart
+    carried.forward(after)  # the new chain's own forward, counted apart
     before = carried.stats.token_forwards
     got = carried.estimates(after, 12, [0, 1, j - 1, j])
     work = carried.stats.token_forwards - before
     fresh = ChainScorer(tiny_pruner.model, ids, "joint", "packed", 64)
-    fresh._forward(after, fresh._at(after))
+    fresh.forward(after)
     start = fresh.stats.token_forwards
     expected = fresh.estimates(after, 12, [0, 1, j - 1, j])
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10, equal_nan=True)
@@ -344,7 +341,7 @@ def test_forward_after_a_deletion_built_from_its_scoring_equals_a_fresh_one(tiny
     """The packed engine keeps the best candidate's recomputed suffix; the chain after that deletion is built
     from it with no forward (the last token's states are left out: nothing reads them), and equals a fresh
     forward where any objective or candidate reads it, the first targets it carries over included."""
-    from chainprune.scoring.chain_state import BestContinuation, forward_current
+    from chainprune.scoring.chain_state import forward_current
     from chainprune.scoring.objectives import objective_start
     from chainprune.scoring.packed import score_packed
     from chainprune.types import ChainIds
@@ -353,8 +350,9 @@ def test_forward_after_a_deletion_built_from_its_scoring_equals_a_fresh_one(tiny
     m, n_prompt = len(ids.reasoning_ids), len(ids.prompt_ids)
     current = forward_current(tiny_pruner.model, ids, objective, ForwardStats())
     for positions in (None, [1, m // 2], [m - 1]):
-        keep = BestContinuation()
-        _, scores = score_packed(tiny_pruner.model, ids, objective, 8192, ForwardStats(), positions, current, keep)
+        cache = ChainCache(current=current)
+        _, scores = score_packed(tiny_pruner.model, ScoreRequest(ids, objective, 8192, positions=positions, cache=cache))
+        keep = cache.best
         wanted = list(range(m)) if positions is None else positions
         best = max(wanted, key=lambda i: (float(scores[i]), -i))
         assert keep.kept is not None and keep.kept.cut == best
@@ -415,16 +413,16 @@ def test_pack_attention_by_structure_equals_dense_masked_attention(heads, kv_hea
     assert torch.equal(layout.dense_mask(torch.float64)[0, 0] == 0, allowed)
 
 
-def test_pack_attention_leaves_what_it_does_not_model_to_the_model(monkeypatch):
-    import chainprune.scoring.packed as packed
+def test_pack_attention_leaves_what_it_does_not_model_to_the_model():
     from chainprune.scoring.packed import Pack, PackAttention, PackLayout
 
-    monkeypatch.setattr(packed, "DENSE_BELOW", 0)  # every pack by structure unless it cannot be
-
     layout = PackLayout.of(2, torch.tensor([1, 2]), [(0, 2)])
-    pack = Pack(torch.zeros(2, dtype=torch.long), torch.arange(2), [(torch.zeros(1, 1, 2, 2),) * 2], layout,
-                torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long))
-    attention = PackAttention([pack])
+
+    def pack(**options):
+        return Pack(torch.zeros(2, dtype=torch.long), torch.arange(2), [(torch.zeros(1, 1, 2, 2),) * 2], layout,
+                    torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long), ScoringOptions(**options))
+
+    attention = PackAttention([pack(dense_below=0)])  # every pack by structure unless it cannot be
     calls = []
 
     def original(module, query, key, value, mask, **kwargs):
@@ -437,11 +435,13 @@ def test_pack_attention_leaves_what_it_does_not_model_to_the_model(monkeypatch):
     assert attention(original, None, q, k, k, None, scaling=1.0)[0].shape == (1, 2, 1, 2)
     assert len(calls) == 2
     assert torch.equal(calls[0], layout.dense_mask(torch.float32))  # the layout's own mask, not the model's
-    monkeypatch.setattr(packed, "DENSE_BELOW", 2**17)
-    assert attention(original, None, q, k, k, None, scaling=1.0)[0] == "original"  # small: one fused call
+    small = PackAttention([pack()])
+    assert small(original, None, q, k, k, None, scaling=1.0)[0] == "original"  # small: one fused call
+    switched_off = PackAttention([pack(dense_below=0, structured_attention=False)])
+    assert switched_off(original, None, q, k, k, None, scaling=1.0)[0] == "original"
 
 
-def test_packs_run_as_one_attend_as_each_alone(monkeypatch):
+def test_packs_run_as_one_attend_as_each_alone():
     """Packs of different chains run as one forward (`--batch-chains`): each pack's tokens attend to its own
     keys exactly as when it runs alone, by structure and through the model's function with the dense mask."""
     from chainprune.scoring.packed import Pack, PackAttention, PackLayout
@@ -455,7 +455,8 @@ def test_packs_run_as_one_attend_as_each_alone(monkeypatch):
         tokens.append(len(sees))
         keys = torch.zeros(1, kv_heads, before[-1], dim)
         packs.append(Pack(torch.zeros(len(sees), dtype=torch.long), sees, [(keys, keys)], PackLayout.of(past, sees, runs),
-                          torch.ones(len(sees), dtype=torch.bool), torch.zeros(len(sees), dtype=torch.long)))
+                          torch.ones(len(sees), dtype=torch.bool), torch.zeros(len(sees), dtype=torch.long),
+                          ScoringOptions(dense_below=0)))
     query = torch.randn(1, heads, sum(tokens), dim, generator=gen, dtype=torch.float64)
     key = torch.randn(1, kv_heads, sum(before) + sum(tokens), dim, generator=gen, dtype=torch.float64)
     value = torch.randn(1, kv_heads, sum(before) + sum(tokens), dim, generator=gen, dtype=torch.float64)
@@ -467,9 +468,6 @@ def test_packs_run_as_one_attend_as_each_alone(monkeypatch):
         return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3).transpose(1, 2), None
 
     together = PackAttention(packs)
-    import chainprune.scoring.packed as packed
-
-    monkeypatch.setattr(packed, "DENSE_BELOW", 0)
     structured = together(original, None, query, key, value, None, scaling=0.3)[0]
     dense = together(original, None, query, key, value, None, scaling=0.3, sliding_window=99)[0]
     assert len(masks) == 2

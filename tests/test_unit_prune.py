@@ -7,12 +7,11 @@ import json
 import pytest
 import torch
 
-import chainprune.scoring.packed as packed
 from chainprune.chains import tokenize_chain
 from chainprune.keep import kept_count
 from chainprune.pipelines.prune import PruneConfig, run_prune
 from chainprune.pruning import prune_chain
-from chainprune.scoring import ENGINES, ForwardStats, objective_start, reference_objective
+from chainprune.scoring import ENGINES, ScoreRequest, ScoringOptions, objective_start, reference_objective
 from chainprune.types import Chain, Trace
 from chainprune.units import unit_spans
 
@@ -33,7 +32,7 @@ def spans_of(pruner, chain, unit):
 @pytest.mark.parametrize("chain", UNIT_CHAINS, ids=lambda c: c.id)
 def test_naive_unit_candidates_equal_a_plain_forward(tiny_pruner, chain, objective, unit):
     ids, spans = spans_of(tiny_pruner, chain, unit)
-    _, scores = ENGINES["naive"](tiny_pruner.model, ids, objective, 64, ForwardStats(), spans=spans)
+    _, scores = ENGINES["naive"](tiny_pruner.model, ScoreRequest(ids, objective, 64, spans=spans))
     n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
     for k, (a, b) in enumerate(spans):
         sequence = ids.input_ids[: n_prompt + a] + ids.input_ids[n_prompt + b :]
@@ -45,18 +44,18 @@ def test_naive_unit_candidates_equal_a_plain_forward(tiny_pruner, chain, objecti
 @pytest.mark.parametrize("unit", ["word", "sentence"])
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 @pytest.mark.parametrize("chain", UNIT_CHAINS, ids=lambda c: c.id)
-def test_fast_engines_score_units_as_naive_does(tiny_pruner, chain, objective, unit, engine, monkeypatch):
+def test_fast_engines_score_units_as_naive_does(tiny_pruner, chain, objective, unit, engine):
     ids, spans = spans_of(tiny_pruner, chain, unit)
     assert any(b - a > 1 for a, b in spans)  # the test is about multi-token deletions
-    _, expected = ENGINES["naive"](tiny_pruner.model, ids, objective, 10**6, ForwardStats(), spans=spans)
-    for dense_below in (0, 2**62) if engine == "packed" else (None,):
-        if dense_below is not None:
-            monkeypatch.setattr(packed, "DENSE_BELOW", dense_below)
+    _, expected = ENGINES["naive"](tiny_pruner.model, ScoreRequest(ids, objective, 10**6, spans=spans))
+    for dense_below in (0, 2**62) if engine == "packed" else (ScoringOptions.dense_below,):
+        options = ScoringOptions(dense_below=dense_below)
         for budget in (1, 64, 10**6):
-            _, got = ENGINES[engine](tiny_pruner.model, ids, objective, budget, ForwardStats(), spans=spans)
+            _, got = ENGINES[engine](tiny_pruner.model, ScoreRequest(ids, objective, budget, spans=spans, options=options))
             torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
             subset = [0, len(spans) - 1]
-            _, part = ENGINES[engine](tiny_pruner.model, ids, objective, budget, ForwardStats(), positions=subset, spans=spans)
+            request = ScoreRequest(ids, objective, budget, positions=subset, spans=spans, options=options)
+            _, part = ENGINES[engine](tiny_pruner.model, request)
             torch.testing.assert_close(part[subset], expected[subset], rtol=1e-10, atol=1e-10)
 
 
@@ -94,7 +93,7 @@ def test_each_step_deletes_the_best_unit(tiny_pruner, unit):
         for u in remaining:
             local.append((at, at + spans[u][1] - spans[u][0]))
             at += spans[u][1] - spans[u][0]
-        _, scores = ENGINES["naive"](tiny_pruner.model, ids_now, "joint", 10**6, ForwardStats(), spans=local)
+        _, scores = ENGINES["naive"](tiny_pruner.model, ScoreRequest(ids_now, "joint", 10**6, spans=local))
         best = max(range(len(remaining)), key=lambda k: (float(scores[k]), -k))  # exact ties: leftmost
         deleted = [next(order) for _ in range(size)]
         assert deleted == list(range(*spans[remaining[best]])), step

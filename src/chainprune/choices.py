@@ -36,6 +36,8 @@ SURROGATE_FEATURES = ("attention", "attention-split+given")  # a saved surrogate
 DEFAULT_MODEL = "smollm2-135m"  # the bundled pruner, offline
 DEFAULT_ENGINE = "packed"  # the fastest exact engine measured
 DEFAULT_MAX_BATCH_TOKENS = 8192
+DEFAULT_DTYPE = "auto"  # bfloat16 on CUDA, float32 on CPU (models.resolve_dtype)
+DEFAULT_DEVICE = "auto"  # CUDA when there is one
 DEFAULT_CLASSIFIER = "microsoft/llmlingua-2-xlm-roberta-large-meetingbank"
 
 

@@ -17,6 +17,7 @@ import torch
 
 from chainprune import choices
 from chainprune.chains import chat_messages
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE
 from chainprune.models import LoadedModel, load_model
 from chainprune.scoring.logprobs import cache_argument
 
@@ -184,7 +185,7 @@ class VLLMGenerator:
     """vLLM on GPU (optional extra `chainprune[vllm]`). Each conversation is sampled with its own seed, so
     results do not depend on batching."""
 
-    def __init__(self, model: str, dtype: str = "auto", **engine_args: Any):
+    def __init__(self, model: str, dtype: str = DEFAULT_DTYPE, **engine_args: Any):
         try:
             from vllm import LLM
         except ImportError as e:
@@ -214,7 +215,7 @@ class VLLMGenerator:
 BACKENDS = choices.BACKENDS
 
 
-def make_generator(model: str, backend: str = "transformers", dtype: str = "auto", device: str = "auto",
+def make_generator(model: str, backend: str = "transformers", dtype: str = DEFAULT_DTYPE, device: str = DEFAULT_DEVICE,
                    batch_size: int = 8) -> Generator:
     """A generator for `model` (bundled name, local folder or hub id) on the chosen backend."""
     if backend == "transformers":

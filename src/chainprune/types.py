@@ -73,6 +73,9 @@ class Trace:
     dtype: str = "float32"
     token_forwards: int = 0
     mode: dict[str, Any] | None = None  # set only by approximate modes
+    # scoring options not at their defaults (`scoring.engine.ScoringOptions`: speed and memory only, never the
+    # scores); left out of the JSON when all are at their defaults
+    options: dict[str, Any] | None = None
     # Deletion by larger units (`chainprune.units`): "word" or "sentence", and each unit's token span [start,
     # end) in reasoning order. Then `deletion_order` lists a unit's tokens together (in position order), the
     # tokens of a unit share their `deleted_step`, and `objective_values[s]` follows s unit deletions.
@@ -82,8 +85,9 @@ class Trace:
 
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
-        if record["mode"] is None:
-            del record["mode"]
+        for optional in ("mode", "options"):
+            if record[optional] is None:
+                del record[optional]
         if record["unit"] == "token":
             del record["unit"], record["units"]
         for token in record["tokens"]:

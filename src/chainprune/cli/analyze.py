@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from chainprune.choices import DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_MODEL
 from chainprune.cli.common import (
     DeviceOption,
     DtypeOption,
@@ -115,8 +115,8 @@ def dynamics(
     scores: Annotated[Path | None, typer.Option(help="Scores sidecar (default: TRACES with .scores.jsonl appended, e.g. traces.jsonl.scores.jsonl, as `prune --save-scores` writes it).")] = None,
     keep: Annotated[list[float] | None, keep_option("Keep fractions delimiting the transitions (default 1.0, 0.9, ..., 0.1, down to what the traces reach).")] = None,
     pruner: Annotated[str | None, typer.Option(help="The traces' pruner: score each chain that has no saved scores here, one exact pass at each keep fraction's state (for traces pruned without --save-scores, or in an approximate mode); the passes are kept in OUT.scores.jsonl and reused by a re-run.")] = None,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
+    dtype: DtypeOption = DEFAULT_DTYPE,
+    device: DeviceOption = DEFAULT_DEVICE,
 ) -> None:
     """Rank dynamics (the paper's Fig. 5): at each transition r -> r', Hit@|S| of the local ranking at r
     (dynamic), of the ranking at keep 1.0 (frozen), and of a random ranking (expected value), against the
@@ -157,8 +157,8 @@ def surrogate(
     model: Annotated[str, typer.Option(help="Model whose attention gives the features (the paper: the teacher).")] = DEFAULT_MODEL,
     pruner: Annotated[str | None, typer.Option(help="Pruner that scores the targets when no sidecar has them (default: --model).")] = None,
     objective: Annotated[Objective, typer.Option(help="Objective of the targets.")] = "joint",
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
+    dtype: DtypeOption = DEFAULT_DTYPE,
+    device: DeviceOption = DEFAULT_DEVICE,
     hidden: Annotated[int, typer.Option(min=1, help="Hidden units of the 2-layer MLP.")] = 64,
     epochs: Annotated[int, typer.Option(min=1, help="Full-batch Adam steps.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed for the MLP's initialization.")] = 0,

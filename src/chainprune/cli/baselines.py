@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from chainprune.choices import DEFAULT_CLASSIFIER, DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
+from chainprune.choices import DEFAULT_CLASSIFIER, DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
 from chainprune.cli.common import (
     BaselineMethod,
     Chains,
@@ -16,6 +16,7 @@ from chainprune.cli.common import (
     EngineName,
     Overwrite,
     Resume,
+    config_from,
     fail,
     keep_option,
     out_console,
@@ -39,8 +40,8 @@ def baseline(
     surrogate: Annotated[Path | None, typer.Option(help="surrogate: a trained attention surrogate (`chainprune analyze surrogate`) of the same --model.")] = None,
     engine: Annotated[EngineName, typer.Option(help="greedy: scoring engine (all exact; see `chainprune prune --help`).")] = DEFAULT_ENGINE,
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="greedy: bound on rows x tokens held in one forward (memory).")] = DEFAULT_MAX_BATCH_TOKENS,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
+    dtype: DtypeOption = DEFAULT_DTYPE,
+    device: DeviceOption = DEFAULT_DEVICE,
     resume: Resume = False,
     overwrite: Overwrite = False,
 ) -> None:
@@ -49,10 +50,7 @@ def baseline(
     from chainprune.pipelines.baselines import BaselineConfig, run_baseline
     from chainprune.report.progress import ProgressReporter
 
-    config = BaselineConfig(method=method.value, student_tokenizer=student_tokenizer, model=model, keep=keep or [0.5],
-                            seed=seed, classifier=classifier, dtype=dtype.value, device=device.value,
-                            surrogate=str(surrogate) if surrogate else None, engine=engine.value,
-                            max_batch_tokens=max_batch_tokens)
+    config = config_from(BaselineConfig, locals(), keep=keep or [0.5])
     reporter = ProgressReporter()
     _finish_matched_run(lambda: run_baseline(input, out, config, resume=resume, overwrite=overwrite, reporter=reporter),
                         out, reporter)

@@ -6,11 +6,12 @@ Nothing here runs a pipeline; imports of the ML stack happen inside the commands
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +30,27 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def choice(name: str, values) -> type[Enum]:
     return Enum(name, {value: value for value in values}, type=str)
+
+
+Config = TypeVar("Config")
+
+
+def config_from(cls: type[Config], parameters: dict[str, Any], **given: Any) -> Config:
+    """The settings dataclass `cls` from a command's parameters named as its fields (`locals()` at the top of
+    the command): an enum choice as its value, a path as a string; `given` for fields whose value is not the
+    parameter's as it stands. Fields the command has no parameter for keep their defaults, so a field's default
+    is written once, on the dataclass, and a command cannot forget to pass one it offers."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {name: _plain(value) for name, value in parameters.items() if name in names}
+    return cls(**(values | given))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 Objective = choice("Objective", OBJECTIVES)

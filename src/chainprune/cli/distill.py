@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from chainprune.choices import DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_MODEL
 from chainprune.cli.common import (
     DATA_FILE_HELP,
     HUB_DATASET_HELP,
@@ -20,6 +20,7 @@ from chainprune.cli.common import (
     DtypeOption,
     Overwrite,
     bar,
+    config_from,
     err_console,
     fail,
     log_to,
@@ -46,8 +47,8 @@ def teacher(
     split_seed: Annotated[int, typer.Option(help="Seed of the carve making the paper's train/dev/test from the original splits.")] = 0,
     backend: Annotated[Backend, typer.Option(help="transformers (CPU/GPU) or vllm (GPU, optional extra chainprune[vllm]).")] = "transformers",
     batch_size: Annotated[int, typer.Option(min=1, help="Questions per generate call (each with --samples samples).")] = 8,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
+    dtype: DtypeOption = DEFAULT_DTYPE,
+    device: DeviceOption = DEFAULT_DEVICE,
     resume: Annotated[bool, resume_option("Continue an interrupted run: questions already attempted are skipped.")] = False,
     overwrite: Overwrite = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every unparsable sample and dropped question.")] = False,
@@ -61,12 +62,7 @@ def teacher(
     from chainprune.pipelines.teacher import TeacherConfig, run_teacher, samples_path
 
     console = err_console
-    config = TeacherConfig(
-        dataset=dataset.value, split=split, model=model, samples=samples, temperature=temperature, top_p=top_p,
-        max_new_tokens=max_new_tokens, seed=seed, backend=backend.value, dtype=dtype.value, device=device.value,
-        batch_size=batch_size, data_file=str(data_file) if data_file else None, hub_dataset=hub_dataset,
-        split_seed=split_seed, limit=limit,
-    )
+    config = config_from(TeacherConfig, locals())
     progress, advance = bar(console, "questions")
     try:
         with progress:
@@ -102,8 +98,8 @@ def evaluate(
     split_seed: Annotated[int, typer.Option(help="Seed of the carve making the paper's splits.")] = 0,
     backend: Annotated[Backend, typer.Option(help="transformers (CPU/GPU) or vllm (GPU).")] = "transformers",
     batch_size: Annotated[int, typer.Option(min=1, help="Questions per generate call.")] = 8,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
+    dtype: DtypeOption = DEFAULT_DTYPE,
+    device: DeviceOption = DEFAULT_DEVICE,
     resume: Annotated[bool, resume_option("Skip questions already in the outputs.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every unparsable response.")] = False,
@@ -179,8 +175,8 @@ def distill(
     split_seed: Annotated[int, typer.Option(help="Seed of the carve making the paper's splits.")] = 0,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest dev response.")] = 512,
     eval_batch_size: Annotated[int, typer.Option(min=1, help="Dev questions per generate call.")] = 8,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
+    dtype: DtypeOption = DEFAULT_DTYPE,
+    device: DeviceOption = DEFAULT_DEVICE,
     resume: Annotated[bool, resume_option("Continue: training from the last checkpoint, dev evaluations where they stopped; a finished run is kept.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
 ) -> None:
@@ -194,15 +190,8 @@ def distill(
     from chainprune.pipelines.distill import DistillConfig, run_distill
     from chainprune.training import SFTSettings
 
-    sft = SFTSettings(lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                      learning_rate=learning_rate, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
-                      warmup=warmup, max_length=max_length, save_steps=save_steps, seed=seed,
-                      gradient_checkpointing=gradient_checkpointing)
-    config = DistillConfig(student=student, keep=keep, method=method, dataset=dataset.value, sft=sft,
-                           dtype=dtype.value, device=device.value, dev_split=None if dev_split == "none" else dev_split,
-                           dev_data_file=str(dev_data_file) if dev_data_file else None, dev_hub_dataset=dev_hub_dataset,
-                           dev_limit=dev_limit, split_seed=split_seed, max_new_tokens=max_new_tokens,
-                           eval_batch_size=eval_batch_size)
+    sft = config_from(SFTSettings, locals())
+    config = config_from(DistillConfig, locals(), dev_split=None if dev_split == "none" else dev_split)
     try:
         summary = run_distill(train, chains, out, config, resume=resume, overwrite=overwrite,
                               log=lambda message: err_console.print(message))

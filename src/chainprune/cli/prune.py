@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from chainprune.choices import DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
 from chainprune.cli.common import (
     MODEL_NAMES_HELP,
     Chains,
@@ -19,6 +19,7 @@ from chainprune.cli.common import (
     Overwrite,
     Resume,
     choice,
+    config_from,
     err_console,
     fail,
     keep_option,
@@ -37,8 +38,8 @@ def prune(
     objective: Annotated[Objective, typer.Option(help="joint: log p(remaining reasoning + answer); answer: log p(answer).")] = "joint",
     keep: Annotated[list[float] | None, keep_option("Keep fraction in (0, 1]; repeat for several (default 0.5). One run down to the smallest gives them all.")] = None,
     engine: Annotated[EngineName, typer.Option(help="All exact. packed (default, the fastest measured): every candidate's suffix in one packed forward, attending to the chain's cached keys and its own earlier suffix tokens; no redundant work, and what a deletion leaves unchanged is kept for the next pass. prefix: shares the KV prefix, candidates in batched chunks. naive: full recompute (the reference).")] = DEFAULT_ENGINE,
-    dtype: DtypeOption = "auto",
-    device: DeviceOption = "auto",
+    dtype: DtypeOption = DEFAULT_DTYPE,
+    device: DeviceOption = DEFAULT_DEVICE,
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="Bound on rows x tokens held in one forward (memory).")] = DEFAULT_MAX_BATCH_TOKENS,
     per_step: Annotated[int, typer.Option(min=1, help="APPROXIMATE: delete the K best candidates per scoring pass (1 = exact).")] = 1,
     screen: Annotated[int | None, typer.Option(min=1, help="APPROXIMATE: between full scorings re-score only the M best candidates by stale scores, plus deletion neighbours.")] = None,
@@ -63,24 +64,7 @@ def prune(
     from chainprune.pipelines.prune import PruneConfig, run_prune
     from chainprune.report.progress import ProgressReporter, summary_table
 
-    config = PruneConfig(
-        model=model,
-        objective=objective.value,
-        keep=keep or [0.5],
-        engine=engine.value,
-        dtype=dtype.value,
-        device=device.value,
-        max_batch_tokens=max_batch_tokens,
-        per_step=per_step,
-        screen=screen,
-        refresh=refresh,
-        lookahead=lookahead,
-        margin=margin,
-        save_scores=save_scores,
-        surrogate=str(surrogate) if surrogate else None,
-        batch_chains=batch_chains,
-        unit=unit.value,
-    )
+    config = config_from(PruneConfig, locals(), keep=keep or [0.5])
     if ray or ray_address is not None or workers is not None:
         if batch_chains > 1:
             raise typer.BadParameter("with --ray each worker prunes one chain at a time", param_hint="--batch-chains")

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from chainprune.choices import DEFAULT_MODEL, DEVICES
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_MODEL, DEVICES
 from chainprune.choices import DTYPES as _DTYPE_NAMES
 from chainprune.models.cache import cache_dir  # noqa: F401 - re-exported: `models.cache_dir`
 
@@ -121,7 +121,7 @@ def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
     return Path(model_source(name, "float32"))
 
 
-def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str = "auto", device: str = "auto") -> LoadedModel:
+def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str = DEFAULT_DTYPE, device: str = DEFAULT_DEVICE) -> LoadedModel:
     """Load a causal LM and its tokenizer for scoring.
 
     `name_or_path`: an offline name (`smollm2-135m`, bundled; `qwen2.5-coder-0.5b`/`-1.5b` after `make models`),

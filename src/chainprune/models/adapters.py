@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE
 from chainprune.models import LoadedModel, is_offline_name, load_model, model_source
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -34,7 +35,7 @@ def set_adapter_base(path: str | Path, base: str) -> None:
     config_file.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def load_student(path: str | Path, base: str | None = None, dtype: str = "auto", device: str = "auto") -> LoadedModel:
+def load_student(path: str | Path, base: str | None = None, dtype: str = DEFAULT_DTYPE, device: str = DEFAULT_DEVICE) -> LoadedModel:
     """A student checkpoint ready to generate. An adapter folder is applied to `base` (default: the base its
     adapter_config names) and merged into it; any other folder loads as a plain model."""
     path = Path(path)

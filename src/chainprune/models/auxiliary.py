@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE
 from chainprune.models import model_source, resolve_device, resolve_dtype
 
 
@@ -33,7 +34,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     return tokenizer
 
 
-def load_token_classifier(name_or_path: str, dtype: str = "auto", device: str = "auto") -> tuple[Any, Any]:
+def load_token_classifier(name_or_path: str, dtype: str = DEFAULT_DTYPE, device: str = DEFAULT_DEVICE) -> tuple[Any, Any]:
     """LLMLingua-2's classifier (or any token classifier) and its fast tokenizer: (model, tokenizer)."""
     from transformers import AutoModelForTokenClassification
 

@@ -20,7 +20,7 @@ from statistics import mean
 from typing import Any
 
 from chainprune.chains import ChainError, tokenize_chain
-from chainprune.choices import DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, read_traces
 from chainprune.keep import keep_key, normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model
@@ -46,8 +46,8 @@ class BaselineConfig:
     keep: list[float] = field(default_factory=lambda: [0.5])
     seed: int = 0
     classifier: str = DEFAULT_CLASSIFIER
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: str = DEFAULT_DTYPE
+    device: str = DEFAULT_DEVICE
     surrogate: str | None = None  # a trained attention surrogate, for method "surrogate"
     # how a ranker that scores with the pruner runs (greedy): speed and memory only, the order is the same
     engine: str = DEFAULT_ENGINE

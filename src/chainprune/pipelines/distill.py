@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainprune.choices import DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_MODEL
 from chainprune.data.jsonl import (
     RecordError,
     check_resume_settings,
@@ -43,8 +43,8 @@ class DistillConfig:
     method: str = "greedy"  # the pruning method the records must come from (traces from `prune` count as greedy)
     dataset: str = "gsm8k"  # its grader scores the dev set; its system prompt is used when a chain has none
     sft: SFTSettings = field(default_factory=SFTSettings)
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: str = DEFAULT_DTYPE
+    device: str = DEFAULT_DEVICE
     # Dev set that picks the checkpoint (None: the last checkpoint, no dev evaluation).
     dev_split: str | None = "dev"
     dev_data_file: str | None = None

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from chainprune.choices import DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_lines, refuse_existing
 from chainprune.generation import Generator, Sampling, derive_seed, make_generator
 from chainprune.run import open_output
@@ -28,8 +28,8 @@ class EvalConfig:
     split: str = "test"
     max_new_tokens: int = 1024
     backend: str = "transformers"
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: str = DEFAULT_DTYPE
+    device: str = DEFAULT_DEVICE
     batch_size: int = 8
     data_file: str | None = None
     hub_dataset: str | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from chainprune.choices import DEFAULT_ENGINE, DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
@@ -41,8 +41,8 @@ class PruneConfig:
     objective: str = "joint"
     keep: list[float] = field(default_factory=lambda: [0.5])
     engine: str = DEFAULT_ENGINE
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: str = DEFAULT_DTYPE
+    device: str = DEFAULT_DEVICE
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     per_step: int = 1
     screen: int | None = None

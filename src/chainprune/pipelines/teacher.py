@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chainprune.choices import DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError
 from chainprune.generation import Generator, Sample, Sampling, derive_seed, make_generator
 from chainprune.run import open_output
@@ -33,8 +33,8 @@ class TeacherConfig:
     max_new_tokens: int = 1024
     seed: int = 0
     backend: str = "transformers"
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: str = DEFAULT_DTYPE
+    device: str = DEFAULT_DEVICE
     batch_size: int = 8  # questions per generate call (each with `samples` samples)
     data_file: str | None = None
     hub_dataset: str | None = None

@@ -9,9 +9,10 @@ from chainprune.choices import DEFAULT_ENGINE
 from chainprune.keep import deletions_for, normalize_keep_fractions
 from chainprune.models import LoadedModel
 from chainprune.pruning.greedy import EXACT, Approximation, GreedyResult, greedy_prune
-from chainprune.pruning.scorer import ChainScorer, ScorerOptions
+from chainprune.pruning.scorer import ChainScorer
 from chainprune.pruning.trace import build_trace
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
+from chainprune.scoring.engine import ScoringOptions
 from chainprune.types import Chain, ChainIds, Trace
 from chainprune.units import unit_spans
 
@@ -28,7 +29,7 @@ def prune_chain(
     on_scores: Callable[[Sequence[int], Sequence[float]], None] | None = None,
     screener: Callable[[ChainIds], Sequence[float]] | None = None,
     unit: str = "token",
-    options: ScorerOptions = ScorerOptions(),
+    options: ScoringOptions = ScoringOptions(),
 ) -> Trace:
     """Greedily prune `chain`'s reasoning down to the smallest keep fraction in `keep`.
 
@@ -39,7 +40,8 @@ def prune_chain(
     current chain's reasoning tokens, guides `approximation.screen` instead of stale scores.
     `unit` ("token", "word" or "sentence", see `chainprune.units`): what one greedy step deletes; keep fractions
     count tokens, and a keep fraction's chain is the state after the fewest unit deletions that keep at most
-    floor(n r) tokens. `options`: how the scorer runs (speed and memory only).
+    floor(n r) tokens. `options`: how scoring runs (speed and memory only; the trace records those not at
+    their defaults in `options`).
     Raises `ChainError` for a chain that cannot be scored (too long for the model, empty prompt/answer).
     """
     fractions = normalize_keep_fractions(keep)
@@ -55,7 +57,7 @@ def prune_chain(
     step = (lambda done: on_step(done, deletions)) if on_step else None
     if step is not None:
         step(0)
-    guide = (lambda remaining: screener(scorer._at(remaining))) if screener is not None else None
+    guide = (lambda remaining: screener(scorer.chain_at(remaining))) if screener is not None else None
     result = greedy_prune(
         len(units), scorer, deletions, on_step=step, approximation=approximation, on_scores=on_scores,
         screener=guide, sizes=[b - a for a, b in units],
@@ -68,6 +70,7 @@ def prune_chain(
         pruner, chain.id, ids, result, fractions, objective, engine, scorer.stats.token_forwards, unit, units
     )
     trace.mode = approximation.describe()
+    trace.options = options.changed() or None
     return trace
 
 

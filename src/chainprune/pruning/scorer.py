@@ -7,47 +7,38 @@ It knows tokenized chains, engines and models; not files, traces or keep fractio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from chainprune.scoring import Engine, ForwardStats, default_estimator, get_engine, together
-from chainprune.scoring.chain_state import BestContinuation, CurrentChain, forward_current
-from chainprune.scoring.engine import token_spans
+from chainprune.scoring.chain_state import BestContinuation, ChainCache, CurrentChain, forward_current
+from chainprune.scoring.engine import ScoreRequest, ScoringOptions, token_spans
 from chainprune.scoring.objectives import objective_start, sequence_objectives
 from chainprune.types import ChainIds
-
-
-@dataclass(frozen=True)
-class ScorerOptions:
-    """How a scorer runs, where that changes speed and memory but not the scores (passed, not patched)."""
-
-    # exact passes of an engine that keeps suffixes keep every candidate's suffix while a pass's fit in this
-    # many bytes (`suffix_budget`); negative: never (the A/B of `benchmarks/bench_resume.py`)
-    keep_suffix_bytes: int = 2**31
 
 
 class ChainScorer:
     """Scores the deletion candidates of one tokenized chain with one engine (implements `Scorer`).
 
-    An engine that reuses the chain's forward (`Engine.reuses_forward`) is given one the scorer runs itself,
-    incrementally from the previous pass's (only the tokens after the first deletion since are recomputed),
-    or, when the deletion made is the best candidate the engine scored, from the states that scoring computed
-    (nothing is run); it shares it between a pass's estimates and its exact scores. An engine that keeps
-    suffixes (`Engine.keeps_suffixes`) is given what was computed of each candidate's suffix (a partial
-    suffix), so widening an estimate's window or re-scoring a candidate exactly computes only the tokens not yet
-    computed; after a deletion, each suffix up to the deleted token is still the new chain's and is kept too, so
-    a candidate before it is re-scored from there on (exact passes keep suffixes only while a pass's fit in
-    `suffix_budget`). An engine that does neither (the `naive` reference) is given nothing. The lookahead
-    estimates come from `estimator` (`Engine.estimate`): by default the engine's own, else the first registered
-    engine that gives them (`default_estimator`).
+    What it keeps between passes is its `cache` (a `ChainCache`, given to the engine in every request). An
+    engine that reuses the chain's forward (`Engine.reuses_forward`) is given one the scorer runs itself
+    (`forward`), incrementally from the previous pass's (only the tokens after the first deletion since are
+    recomputed), or, when the deletion made is the best candidate the engine scored, from the states that
+    scoring computed (nothing is run); it shares it between a pass's estimates and its exact scores. An engine
+    that keeps suffixes (`Engine.keeps_suffixes`) is given what was computed of each candidate's suffix (a
+    partial suffix), so widening an estimate's window or re-scoring a candidate exactly computes only the
+    tokens not yet computed; after a deletion, each suffix up to the deleted token is still the new chain's and
+    is kept too, so a candidate before it is re-scored from there on (exact passes keep suffixes only while a
+    pass's fit in `suffix_budget`). An engine that does neither (the `naive` reference) reads none of it. The
+    lookahead estimates come from `estimator` (`Engine.estimate`): by default the engine's own, else the first
+    registered engine that gives them (`default_estimator`). `options` go to the engine in every request.
     """
 
     def __init__(
         self, model: Any, ids: ChainIds, objective: str, engine: str | Engine, max_batch_tokens: int,
         estimator: str | Engine | None = None, units: Sequence[tuple[int, int]] | None = None,
-        options: ScorerOptions = ScorerOptions(),
+        options: ScoringOptions = ScoringOptions(),
     ):
         objective_start(1, 0, objective)  # validates the objective name early
         self.model, self.ids, self.objective_name, self.options = model, ids, objective, options
@@ -57,13 +48,7 @@ class ChainScorer:
         self.stats = ForwardStats()
         # the deletion candidates: [start, end) spans of reasoning tokens (one per token unless units are given)
         self.units = token_spans(len(ids.reasoning_ids)) if units is None else [tuple(u) for u in units]
-        self._current: tuple[tuple[int, ...], CurrentChain, list[tuple[int, int]]] | None = None  # the last
-        # forward: its reasoning tokens, its chain, and its candidates' spans in it
-        self._best = BestContinuation()  # the best candidate scored on that chain, and what scoring it computed
-        # what scoring on that chain computed of each candidate's suffix, which later calls resume from: kept by
-        # an engine that keeps suffixes when a whole pass's suffixes fit in `suffix_budget`, and always once
-        # estimates are asked for
-        self._partials: dict[int, Any] | None = None
+        self.cache = ChainCache()  # of the chain last scored (see `forward`)
         # exact scores already returned for the chain at these remaining units (a pass may score in several
         # calls): ties between equal neighbours are made with them too
         self._scored: tuple[tuple[int, ...], dict[int, float]] = ((), {})
@@ -81,7 +66,8 @@ class ChainScorer:
             at += b - a
         return spans
 
-    def _at(self, remaining: Sequence[int]) -> ChainIds:
+    def chain_at(self, remaining: Sequence[int]) -> ChainIds:
+        """The tokenized chain the remaining units leave."""
         reasoning = [self.ids.reasoning_ids[i] for i in self._tokens(remaining)]
         return ChainIds(self.ids.prompt_ids, reasoning, self.ids.answer_ids)
 
@@ -89,44 +75,42 @@ class ChainScorer:
         """What each remaining unit deletes: deleting either of two equal neighbours leaves the same chain."""
         return [tuple(self.ids.reasoning_ids[i] for i in range(*self.units[unit])) for unit in remaining]
 
-    def _forward(self, remaining: Sequence[int], ids: ChainIds) -> CurrentChain:
-        """The forward of the chain at `remaining`: after the deletion of the best candidate last scored, built
-        from its scoring; otherwise incremental from the last forward."""
-        key = tuple(self._tokens(remaining))
-        if self._current is None or self._current[0] != key:
-            previous = self._current[1] if self._current is not None else None
-            chain = None
-            if previous is not None and self._best.kept is not None:
-                chain = previous.after_deletion(self.model, ids, self.objective_name, self._best.kept)
-            if chain is None:
-                chain = forward_current(self.model, ids, self.objective_name, self.stats, previous)
-            partials = self._carried(key)
-            if partials is None and self.engine.keeps_suffixes and (
-                suffix_bytes(chain, len(remaining)) <= suffix_budget(chain.seq.device, self.options.keep_suffix_bytes)
-            ):
-                partials = {}
-            self._current, self._best, self._partials = (key, chain, self._spans(remaining)), BestContinuation(), partials
-        return self._current[1]
+    def forward(self, remaining: Sequence[int]) -> CurrentChain:
+        """The forward of the chain at `remaining`, which the cache then holds: after the deletion of the best
+        candidate last scored, built from its scoring (unless `options.next_from_best` is off); otherwise
+        incremental from the last forward. The suffixes computed on the last chain that this one leaves as they
+        were are carried over (`ChainCache.carried`)."""
+        tokens = tuple(self._tokens(remaining))
+        cache = self.cache
+        if cache.holds(tokens):
+            return cache.current
+        ids = self.chain_at(remaining)
+        chain = None
+        if cache.current is not None and cache.best.kept is not None and self.options.next_from_best:
+            chain = cache.current.after_deletion(self.model, ids, self.objective_name, cache.best.kept)
+        if chain is None:
+            chain = forward_current(self.model, ids, self.objective_name, self.stats, cache.current)
+        partials = cache.carried(tokens)
+        if partials is None and self.engine.keeps_suffixes and (
+            suffix_bytes(chain, len(remaining)) <= suffix_budget(chain.seq.device, self.options.keep_suffix_bytes)
+        ):
+            partials = {}
+        self.cache = ChainCache(tokens, chain, self._spans(remaining), BestContinuation(), partials)
+        return chain
 
-    def _carried(self, tokens: tuple[int, ...]) -> dict[int, Any] | None:
-        """What was computed of the candidates' suffixes on the last chain that the chain of reasoning `tokens`
-        leaves as it was: the suffix token j of candidate k, deleting [s, e), reads reasoning tokens up to
-        e + j + 1, unchanged when they come before the first token deleted since (and candidate k keeps its index
-        and span). So each suffix is kept up to there."""
-        if self._partials is None or self._current is None:
-            return None
-        before, _, spans = self._current
-        first = next((k for k, (a, b) in enumerate(zip(before, tokens)) if a != b), min(len(before), len(tokens)))
-        return {k: p.first(min(p.done, first - spans[k][1] - 1)) for k, p in self._partials.items() if first - spans[k][1] - 1 > 0}
+    def _request(self, remaining: Sequence[int], subset: Sequence[int] | None, cache: ChainCache | None) -> ScoreRequest:
+        return ScoreRequest(
+            self.chain_at(remaining), self.objective_name, self.max_batch_tokens,
+            positions=None if subset is None else list(subset), spans=self._spans(remaining), stats=self.stats,
+            cache=cache, options=self.options,
+        )
 
     def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
-        ids = self._at(remaining)
-        positions = None if subset is None else list(subset)
-        current = self._forward(remaining, ids) if self.engine.reuses_forward else None
-        base, scores = self.engine(
-            self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, positions, current=current,
-            best=self._best, partials=self._partials, spans=self._spans(remaining),
-        )
+        cache = None
+        if self.engine.reuses_forward:
+            self.forward(remaining)
+            cache = self.cache
+        base, scores = self.engine(self.model, self._request(remaining, subset, cache))
         if self._scored[0] != tuple(remaining):
             self._scored = (tuple(remaining), {})
         known = self._scored[1]
@@ -135,21 +119,16 @@ class ChainScorer:
         return base, scores
 
     def estimates(self, remaining: Sequence[int], lookahead: int, subset: Sequence[int] | None = None) -> torch.Tensor:
-        ids = self._at(remaining)
-        current = self._forward(remaining, ids)
-        if self._partials is None:
-            self._partials = {}
-        positions = None if subset is None else list(subset)
-        _, scores = self.estimator.estimate(
-            self.model, ids, self.objective_name, self.max_batch_tokens, self.stats, lookahead, current=current,
-            positions=positions, partials=self._partials, spans=self._spans(remaining),
-        )
+        self.forward(remaining)
+        if self.cache.partials is None:
+            self.cache.partials = {}
+        _, scores = self.estimator.estimate(self.model, self._request(remaining, subset, self.cache), lookahead)
         return tie_repeated_tokens(self._keys(remaining), scores)
 
     def objective(self, remaining: Sequence[int]) -> float:
-        ids = self._at(remaining)
         if self.engine.reuses_forward:  # incremental, and the next pass builds on it (per-step's last intermediate chain)
-            return self._forward(remaining, ids).base
+            return self.forward(remaining).base
+        ids = self.chain_at(remaining)
         seq = torch.tensor([ids.input_ids], device=next(self.model.parameters()).device)
         start = objective_start(len(ids.prompt_ids), len(ids.reasoning_ids), self.objective_name)
         return float(sequence_objectives(self.model, seq, start, self.stats)[0])

@@ -2,7 +2,8 @@
 token, or of a span of them for word and sentence units).
 
 An engine is an `Engine` (`scoring.engine`): a name, the capabilities it declares, and a `score` function
-`(model, ids, objective, max_batch_tokens, stats, positions=None, ..., spans=None) -> (base, candidates)`. `ENGINES` maps
+`(model, ScoreRequest) -> (base, candidates)`; a request names the chain, objective, candidates, batch bound,
+the caller's `ChainCache` for the chain and the `ScoringOptions`. `ENGINES` maps
 each name to its `Engine`, loaded from the registry in `chainprune.choices` (name -> where the `Engine` lives,
 kept there so the CLI lists the names without importing torch): adding an engine is its module, declaring its
 `Engine`, plus its line in `choices.ENGINES`. Callers ask an engine what it can do (`reuses_forward`,
@@ -15,7 +16,8 @@ from typing import Any
 
 from chainprune import choices
 from chainprune.choices import DEFAULT_MAX_BATCH_TOKENS
-from chainprune.scoring.engine import Engine
+from chainprune.scoring.chain_state import ChainCache
+from chainprune.scoring.engine import Engine, ScoreRequest, ScoringOptions
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.objectives import objective_start, reference_objective, sequence_objectives
 
@@ -55,8 +57,11 @@ def run_packs(model: Any, packs: list[Any]) -> list[Any]:
 __all__ = [
     "DEFAULT_MAX_BATCH_TOKENS",
     "ENGINES",
+    "ChainCache",
     "Engine",
     "ForwardStats",
+    "ScoreRequest",
+    "ScoringOptions",
     "default_estimator",
     "engines_that",
     "get_engine",

@@ -5,12 +5,16 @@ engines build on.
 a prefix) into a `CurrentChain`: keys, values, hidden states and target log-probs, from which every deletion
 candidate's unchanged prefix is read. A `Continuation` is what an engine computed of one candidate's suffix;
 `BestContinuation` holds the best one scored, from which the next chain's forward is built when greedy deletes
-that candidate (`CurrentChain.after_deletion`). This module knows token ids and the objectives, not engines.
+that candidate (`CurrentChain.after_deletion`). A `Partial` is what was computed of one candidate's suffix,
+which a later call resumes from. `ChainCache` holds all three for one chain between scoring calls: what a
+caller keeps and an engine reads (`scoring.engine.ScoreRequest.cache`). This module knows token ids and the
+objectives, not engines.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -157,6 +161,67 @@ class BestContinuation:
     def offer(self, continuation: Continuation) -> None:
         if self.wants(continuation.cut, continuation.score):
             self.kept = continuation
+
+
+@dataclass
+class Partial:
+    """What has been computed of one candidate's suffix on the current chain: its first `done` recomputed
+    tokens' keys and values per layer, hidden states and target log-probs (0 where the objective does not count
+    them). A later call on the same chain resumes the candidate from here instead of recomputing them."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, done, head_dim)
+    hidden: torch.Tensor  # (done, d)
+    logp: torch.Tensor  # (done,) float64
+
+    @property
+    def done(self) -> int:
+        return self.hidden.shape[0]
+
+    def first(self, count: int) -> Partial:
+        """The first `count` tokens of this suffix."""
+        return Partial([(k[:, :, :count], v[:, :, :count]) for k, v in self.layers], self.hidden[:count], self.logp[:count])
+
+    def then(self, more: Partial) -> Partial:
+        """This suffix followed by the next tokens' `more`."""
+        return Partial(
+            layers=[(torch.cat([k, mk], dim=2), torch.cat([v, mv], dim=2)) for (k, v), (mk, mv) in zip(self.layers, more.layers)],
+            hidden=torch.cat([self.hidden, more.hidden]),
+            logp=torch.cat([self.logp, more.logp]),
+        )
+
+
+@dataclass
+class ChainCache:
+    """What scoring keeps of one chain between calls, for the chain as it last stood: its forward (`current`,
+    of the original reasoning tokens `tokens`, its candidates at `spans` in it), the best candidate's
+    continuation scored on it (`best`), and what was computed of each candidate's suffix on it (`partials`,
+    candidate -> `Partial`; None while not kept). The caller (`pruning.ChainScorer`) owns it and moves it to
+    the next chain (`moved`); engines read and add to it."""
+
+    tokens: tuple[int, ...] = ()
+    current: CurrentChain | None = None
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    best: BestContinuation = field(default_factory=BestContinuation)
+    partials: dict[int, Partial] | None = None
+
+    def holds(self, tokens: Sequence[int]) -> bool:
+        """Whether `current` is the forward of the chain of these reasoning tokens."""
+        return self.current is not None and self.tokens == tuple(tokens)
+
+    def carried(self, tokens: Sequence[int]) -> dict[int, Partial] | None:
+        """What was computed of the candidates' suffixes on this chain that the chain of reasoning `tokens`
+        leaves as it was: the suffix token j of candidate k, deleting [s, e), reads reasoning tokens up to
+        e + j + 1, unchanged when they come before the first token deleted since (and candidate k keeps its index
+        and span). So each suffix is kept up to there."""
+        if self.partials is None or self.current is None:
+            return None
+        tokens = tuple(tokens)
+        first = next((k for k, (a, b) in enumerate(zip(self.tokens, tokens)) if a != b), min(len(self.tokens), len(tokens)))
+        return {
+            k: p.first(min(p.done, first - self.spans[k][1] - 1))
+            for k, p in self.partials.items()
+            if first - self.spans[k][1] - 1 > 0
+        }
 
 
 @torch.no_grad()

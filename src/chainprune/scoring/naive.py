@@ -10,36 +10,27 @@ from typing import Any
 
 import torch
 
-from chainprune.scoring.engine import Engine, token_spans
-from chainprune.scoring.logprobs import ForwardStats
+from chainprune.scoring.engine import Engine, ScoreRequest
 from chainprune.scoring.objectives import objective_start, sequence_objectives
-from chainprune.types import ChainIds
 
 
 @torch.no_grad()
-def score_naive(
-    model: Any,
-    ids: ChainIds,
-    objective: str,
-    max_batch_tokens: int,
-    stats: ForwardStats,
-    positions: list[int] | None = None,
-    spans: list[tuple[int, int]] | None = None,
-) -> tuple[float, torch.Tensor]:
+def score_naive(model: Any, request: ScoreRequest) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after each candidate deletion, float64): a candidate deletes
-    reasoning tokens [start, end) of `spans` (by default, one candidate per reasoning token).
+    reasoning tokens [start, end) of `request.spans` (by default, one candidate per reasoning token).
 
-    With `positions`, only those candidates are scored; the others are NaN. It takes nothing computed
-    before: the reference recomputes everything from the token ids.
+    With `request.positions`, only those candidates are scored; the others are NaN. It reads nothing of the
+    request's cache: the reference recomputes everything from the token ids.
     """
+    ids, objective, stats, max_batch_tokens = request.ids, request.objective, request.stats, request.max_batch_tokens
     n_prompt, m = len(ids.prompt_ids), len(ids.reasoning_ids)
     device = next(model.parameters()).device
     seq = torch.tensor(ids.input_ids, device=device)  # (L,)
     length = seq.shape[0]
     base = float(sequence_objectives(model, seq[None], objective_start(n_prompt, m, objective), stats)[0])
-    spans = token_spans(m) if spans is None else spans
+    spans = request.candidates
     scores = torch.full((len(spans),), float("nan"), dtype=torch.float64)
-    wanted = list(range(len(spans))) if positions is None else sorted(positions)
+    wanted = request.wanted(len(spans))
     for width in sorted({spans[k][1] - spans[k][0] for k in wanted}):
         start = objective_start(n_prompt, m - width, objective)  # candidate sequences hold m - width reasoning tokens
         rows_per_batch = max(1, max_batch_tokens // (length - width))

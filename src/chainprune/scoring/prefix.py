@@ -23,10 +23,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from chainprune.scoring.logprobs import ForwardStats, run_decoder, target_logprobs
-from chainprune.scoring.chain_state import CurrentChain, forward_current
-from chainprune.scoring.engine import Engine, token_spans
-from chainprune.types import ChainIds
+from chainprune.scoring.engine import Engine, ScoreRequest
+from chainprune.scoring.logprobs import run_decoder, target_logprobs
 
 MAX_REDUNDANCY = 0.25  # a chunk's width is at most this fraction of its row length
 
@@ -38,31 +36,23 @@ def chunk_width(row_length: int, held_tokens: int, remaining: int, max_batch_tok
 
 
 @torch.no_grad()
-def score_prefix(
-    model: Any,
-    ids: ChainIds,
-    objective: str,
-    max_batch_tokens: int,
-    stats: ForwardStats,
-    positions: list[int] | None = None,
-    current: CurrentChain | None = None,
-    spans: list[tuple[int, int]] | None = None,
-) -> tuple[float, torch.Tensor]:
+def score_prefix(model: Any, request: ScoreRequest) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after each candidate deletion, float64): a candidate deletes
-    reasoning tokens [start, end) of `spans` (by default, one candidate per reasoning token).
+    reasoning tokens [start, end) of `request.spans` (by default, one candidate per reasoning token).
 
-    With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
-    when the caller already ran it (`forward_current`), so it is not run twice. It keeps no suffixes: the rows
-    of a chunk do not hold a candidate's suffix alone. A chunk's candidates delete as many tokens each (so its
-    rows are as long).
+    With `request.positions`, only those candidates are scored; the others are NaN. The chain's forward is the
+    request's cache's when it holds one (so it is not run twice). It keeps no suffixes: the rows of a chunk do
+    not hold a candidate's suffix alone. A chunk's candidates delete as many tokens each (so its rows are as
+    long).
     """
+    ids, stats, max_batch_tokens = request.ids, request.stats, request.max_batch_tokens
     m = len(ids.reasoning_ids)
-    current = current or forward_current(model, ids, objective, stats)
+    current = request.current(model)
     seq, n_prompt = current.seq, current.n_prompt
     device, length = seq.device, seq.shape[0]
-    spans = token_spans(m) if spans is None else spans
+    spans = request.candidates
     scores = torch.full((len(spans),), float("nan"), dtype=torch.float64, device=device)
-    wanted = list(range(len(spans))) if positions is None else sorted(positions)
+    wanted = request.wanted(len(spans))
 
     k = 0
     while k < len(wanted):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chainprune.choices import DEFAULT_MODEL
+from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_MODEL
 from chainprune.keep import normalize_keep_fractions
 from chainprune.pipelines.prune import PruneConfig
 from chainprune.pipelines.teacher import TeacherConfig
@@ -121,8 +121,8 @@ class ExperimentConfig:
     full_chains: bool = False  # also a student trained on the unpruned chains (keep 1.0); on with `tune`
     seed: int = 0  # the uniform ranker's seed
     eval: EvalSpec = field(default_factory=EvalSpec)
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: str = DEFAULT_DTYPE
+    device: str = DEFAULT_DEVICE
     threads: int | None = None  # torch CPU threads (None: torch's default)
 
     def validate(self) -> None:

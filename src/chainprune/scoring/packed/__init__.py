@@ -19,32 +19,25 @@ The package, along its seams:
   when several chains are pruned at once (`together`), several chains' packs as one forward; knows models and
   packs, not chains;
 - `engine`: scoring a chain's candidates with packs (`score_packed`, the lookahead estimates `score_lookahead`,
-  suffixes computed in parts, `Partial`); the `PACKED` engine.
+  suffixes computed in parts, `chain_state.Partial`); the `PACKED` engine.
 
-`DENSE_BELOW` is set here and read by `attention` at each call (not bound at import), so tests and
-benchmarks change it in one place.
+When a pack attends by its structure and when through the dense mask is a `ScoringOptions` setting
+(`dense_below`, `structured_attention`), carried by every pack.
 """
 
 from __future__ import annotations
 
 from chainprune.scoring.packed.attention import Pack, PackAttention, PackResult, run_pack, run_packs
 from chainprune.scoring.packed.layout import PackLayout
-from chainprune.scoring.packed.engine import PACK_TOKENS, PACKED, Partial, score_lookahead, score_packed
-
-# A pack with fewer (packed tokens x keys) than this attends through the model's own function with its dense
-# mask (built once per forward): for small packs one fused call beats the structured attention's dozen small
-# ones (CPU, 9 heads: 0.45 vs 1.31 ms at 60 x 260, 2.6 vs 3.5 ms at 234 x 454; 36 vs 12 ms at 1155 x 1355).
-DENSE_BELOW = 2**17
+from chainprune.scoring.packed.engine import PACK_TOKENS, PACKED, score_lookahead, score_packed
 
 __all__ = [
-    "DENSE_BELOW",
     "PACKED",
     "PACK_TOKENS",
     "Pack",
     "PackAttention",
     "PackLayout",
     "PackResult",
-    "Partial",
     "run_pack",
     "run_packs",
     "score_lookahead",

@@ -17,7 +17,8 @@ import torch
 from transformers import DynamicCache
 
 from chainprune.models.attention import attention_override
-from chainprune.scoring import packed, together  # `packed`: its DENSE_BELOW, read at each call
+from chainprune.scoring import together
+from chainprune.scoring.engine import ScoringOptions
 from chainprune.scoring.logprobs import output_cache, run_decoder, target_logprobs
 from chainprune.scoring.packed.layout import PackLayout
 
@@ -33,6 +34,7 @@ class Pack:
     layout: PackLayout  # who attends to what, among those keys and the packed tokens
     counted: torch.Tensor  # (T,) bool: the packed tokens whose target the objective counts
     targets: torch.Tensor  # (counted,) those targets
+    options: ScoringOptions = ScoringOptions()  # its attention's (`dense_below`, `structured_attention`)
     engine: ClassVar[str] = "packed"  # the engine whose `run_packs` runs a list of these (`scoring.run_packs`)
 
     @property
@@ -92,13 +94,13 @@ class PackAttention:
     """An attention function (see `attention_override`) for packs run as one forward. The cache holds every
     pack's keys before its tokens, pack after pack, then every packed token's; each pack's queries attend to its
     own keys by its layout's structure (`PackLayout.attend`; one pack at a time: laid on one padded grid, packs
-    of unlike runs padded each other out), or, for a small pack (`DENSE_BELOW`) and for what a layout does not
-    model (soft-capped scores, sliding windows, attention sinks, dropout), through the model's own function with
-    the layout's dense mask."""
-
-    structured = True  # False: every call goes to the model's own function with the dense mask (bench_attention.py)
+    of unlike runs padded each other out), or, for a small pack (`ScoringOptions.dense_below`), when structured
+    attention is switched off (`ScoringOptions.structured_attention`), and for what a layout does not model
+    (soft-capped scores, sliding windows, attention sinks, dropout), through the model's own function with the
+    layout's dense mask. Packs run as one share one run's options: the first pack's are used."""
 
     def __init__(self, packs: list[Pack]):
+        self.options = packs[0].options
         self.layouts = [p.layout for p in packs]
         self.before = sum(p.keys_before for p in packs)
         self.spans = []  # per pack: its keys before its tokens, and its packed tokens
@@ -109,7 +111,7 @@ class PackAttention:
 
     def __call__(self, original, module, query, key, value, attention_mask, *args, **kwargs):
         plain = all(kwargs.get(name) is None for name in ("softcap", "sliding_window", "s_aux", "position_bias"))
-        plain = plain and self.structured and not kwargs.get("dropout", 0.0) and query.shape[0] == 1
+        plain = plain and self.options.structured_attention and not kwargs.get("dropout", 0.0) and query.shape[0] == 1
         scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
         outputs = []
         for layout, (keys_before, tokens) in zip(self.layouts, self.spans):
@@ -118,7 +120,7 @@ class PackAttention:
                 own = slice(self.before + tokens.start, self.before + tokens.stop)
                 k = torch.cat([key[:, :, keys_before], key[:, :, own]], dim=2)
                 v = torch.cat([value[:, :, keys_before], value[:, :, own]], dim=2)
-            if plain and q.shape[2] * k.shape[2] >= packed.DENSE_BELOW:
+            if plain and q.shape[2] * k.shape[2] >= self.options.dense_below:
                 outputs.append(layout.attend(q, k, v, scaling))
             else:
                 outputs.append(original(module, q, k, v, layout.dense_mask(q.dtype), *args, **kwargs)[0])

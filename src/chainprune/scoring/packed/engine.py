@@ -1,7 +1,7 @@
 """Scoring a chain's deletion candidates with packs: the `packed` engine and the lookahead estimates.
 
 Every candidate's suffix is recomputed once, in packs of bounded size (`PACK_TOKENS`, and within
-`max_batch_tokens`). A candidate's suffix may also be computed in parts (`Partial`): a later part resumes from
+`max_batch_tokens`). A candidate's suffix may also be computed in parts (`chain_state.Partial`): a later part resumes from
 the keys and values of the earlier ones, which go in the cache after the chain's and which only that
 candidate's tokens see. The lookahead estimates use this to widen a window at the cost of the tokens added, and
 the pruning loop to resume, after a deletion, each candidate's suffix up to the deleted token (`ChainScorer`).
@@ -15,115 +15,55 @@ from typing import Any
 
 import torch
 
-from chainprune.scoring.chain_state import BestContinuation, Continuation, CurrentChain, forward_current
-from chainprune.scoring.engine import Engine
-from chainprune.scoring.logprobs import ForwardStats
+from chainprune.scoring.chain_state import BestContinuation, Continuation, CurrentChain, Partial
+from chainprune.scoring.engine import Engine, ScoreRequest
 from chainprune.scoring.packed.attention import Pack, run_pack, run_packs
 from chainprune.scoring.packed.layout import PackLayout
-from chainprune.types import ChainIds
 
 PACK_TOKENS = 1024  # packed tokens per forward: the dense mask grows as T x (L + T)
 
 
-@dataclass
-class Partial:
-    """What has been computed of one candidate's suffix on the current chain: its first `done` packed tokens'
-    keys and values per layer, hidden states and target log-probs (0 where the objective does not count
-    them). A later call on the same chain resumes the candidate from here instead of recomputing them."""
-
-    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), each (1, kv_heads, done, head_dim)
-    hidden: torch.Tensor  # (done, d)
-    logp: torch.Tensor  # (done,) float64
-
-    @property
-    def done(self) -> int:
-        return self.hidden.shape[0]
-
-    def first(self, count: int) -> Partial:
-        """The first `count` tokens of this suffix."""
-        return Partial([(k[:, :, :count], v[:, :, :count]) for k, v in self.layers], self.hidden[:count], self.logp[:count])
-
-    def then(self, more: Partial) -> Partial:
-        """This suffix followed by the next tokens' `more`."""
-        return Partial(
-            layers=[(torch.cat([k, mk], dim=2), torch.cat([v, mv], dim=2)) for (k, v), (mk, mv) in zip(self.layers, more.layers)],
-            hidden=torch.cat([self.hidden, more.hidden]),
-            logp=torch.cat([self.logp, more.logp]),
-        )
-
-
 @torch.no_grad()
-def score_packed(
-    model: Any,
-    ids: ChainIds,
-    objective: str,
-    max_batch_tokens: int,
-    stats: ForwardStats,
-    positions: list[int] | None = None,
-    current: CurrentChain | None = None,
-    keep: BestContinuation | None = None,
-    partials: dict[int, Partial] | None = None,
-    spans: list[tuple[int, int]] | None = None,
-) -> tuple[float, torch.Tensor]:
+def score_packed(model: Any, request: ScoreRequest) -> tuple[float, torch.Tensor]:
     """(objective of the current chain, objective after each candidate deletion, float64): a candidate deletes
-    reasoning tokens [start, end) of `spans` (by default, one candidate per reasoning token).
+    reasoning tokens [start, end) of `request.spans` (by default, one candidate per reasoning token).
 
-    With `positions`, only those candidates are scored; the others are NaN. `current`: this chain's forward
-    when the caller already ran it (`forward_current`), so it is not run twice. `keep` (a `BestContinuation`,
-    the engine contract's `best`) is offered each candidate's recomputed suffix, to build the next chain's
-    forward from. `partials` (candidate -> `Partial`,
-    for this chain only): candidates are resumed from what it holds, and what is computed is added to it.
+    With `request.positions`, only those candidates are scored; the others are NaN. From the request's cache
+    (`ChainCache`), when given: the chain's forward (`current`, else run here), `best`, offered each candidate
+    whose whole suffix was recomputed (to build the next chain's forward from), and `partials` (candidate ->
+    `Partial`, for this chain only; when not None, candidates are resumed from what it holds, and what is
+    computed is added to it).
     """
-    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, None, current, keep, partials, spans)
+    return _packed_scores(model, request, None)
 
 
 @torch.no_grad()
-def score_lookahead(
-    model: Any,
-    ids: ChainIds,
-    objective: str,
-    max_batch_tokens: int,
-    stats: ForwardStats,
-    window: int,
-    current: CurrentChain | None = None,
-    positions: list[int] | None = None,
-    partials: dict[int, Partial] | None = None,
-    spans: list[tuple[int, int]] | None = None,
-) -> tuple[float, torch.Tensor]:
-    """APPROXIMATE: (objective of the current chain, estimated objective after deleting each reasoning token).
+def score_lookahead(model: Any, request: ScoreRequest, window: int) -> tuple[float, torch.Tensor]:
+    """APPROXIMATE: (objective of the current chain, estimated objective after each candidate deletion).
 
     A deletion's damage shows mostly in the tokens right after it. Candidate i's estimate recomputes exactly
     the first `window` targets after the deletion (as `packed` does, suffixes cut to window - 1 packed tokens)
     and takes the later targets' log-probs unchanged from the current chain. With `window` at least the
-    suffix length the estimate is the exact objective. Work: about m x window token-forwards per pass.
-    `positions` and `partials` as for `score_packed`: a candidate resumed from a `Partial` longer than the
-    window is estimated from all of it, and widening a window costs only the tokens added.
+    suffix length the estimate is the exact objective. Work: about m x window token-forwards per pass. The
+    request as for `score_packed` (its cache's `best` is not offered estimates): a candidate resumed from a
+    `Partial` longer than the window is estimated from all of it, and widening a window costs only the tokens
+    added.
     """
     if window < 1:
         raise ValueError("window must be at least 1")
-    return _packed_scores(model, ids, objective, max_batch_tokens, stats, positions, window, current, None, partials, spans)
+    return _packed_scores(model, request, window)
 
 
-def _packed_scores(
-    model: Any,
-    ids: ChainIds,
-    objective: str,
-    max_batch_tokens: int,
-    stats: ForwardStats,
-    positions: list[int] | None,
-    window: int | None,
-    current: CurrentChain | None,
-    best: BestContinuation | None,
-    partials: dict[int, Partial] | None,
-    spans: list[tuple[int, int]] | None,
-) -> tuple[float, torch.Tensor]:
+def _packed_scores(model: Any, request: ScoreRequest, window: int | None) -> tuple[float, torch.Tensor]:
     """Exact candidate scores (window None), or lookahead estimates recomputing `window` targets each."""
-    current = current or forward_current(model, ids, objective, stats)
+    current = request.current(model)
+    cache = request.cache
+    partials = cache.partials if cache is not None else None
     seq, n_prompt = current.seq, current.n_prompt
     device, length = seq.device, seq.shape[0]
-    cuts = Cuts.of(spans, len(ids.reasoning_ids), device)
+    cuts = Cuts.of(request.candidates, device)
     scores = torch.full((cuts.count,), float("nan"), dtype=torch.float64, device=device)
-    wanted = list(range(cuts.count)) if positions is None else sorted(positions)
+    wanted = request.wanted(cuts.count)
     if not wanted:
         return current.base, scores.cpu()
     stored = {} if partials is None else partials
@@ -148,9 +88,9 @@ def _packed_scores(
         if done[k]:
             scores[k] += stored[k].logp.sum()
     todo = {k: (done[k], reach[k]) for k in wanted if reach[k] > done[k]}
-    _score_packs(model, current, cuts, todo, stored, max_batch_tokens, scores, stats, partials is not None)
-    if best is not None:
-        _offer_best(best, scores, cuts, {k: whole[k] for k in wanted if reach[k] == whole[k]}, stored)
+    _score_packs(model, request, current, cuts, todo, stored, scores, partials is not None)
+    if cache is not None and window is None:
+        _offer_best(cache.best, scores, cuts, {k: whole[k] for k in wanted if reach[k] == whole[k]}, stored)
     return current.base, scores.cpu()
 
 
@@ -162,10 +102,8 @@ class Cuts:
     width: torch.Tensor  # (K,)
 
     @classmethod
-    def of(cls, spans: list[tuple[int, int]] | None, m: int, device: torch.device) -> Cuts:
-        """From [start, end) spans; None means one candidate per reasoning token."""
-        if spans is None:
-            return cls(torch.arange(m, device=device), torch.ones(m, dtype=torch.long, device=device))
+    def of(cls, spans: list[tuple[int, int]], device: torch.device) -> Cuts:
+        """From [start, end) spans."""
         bounds = torch.tensor(spans, dtype=torch.long, device=device).view(-1, 2)
         return cls(bounds[:, 0], bounds[:, 1] - bounds[:, 0])
 
@@ -195,40 +133,39 @@ def _offer_best(
 
 def _score_packs(
     model: Any,
+    request: ScoreRequest,
     current: CurrentChain,
     cuts: Cuts,
     spans: dict[int, tuple[int, int]],
     stored: dict[int, Partial],
-    max_batch_tokens: int,
     scores: torch.Tensor,
-    stats: ForwardStats,
     record: bool,
 ) -> None:
     """Compute packed tokens [begin, end) of each candidate k's suffix (`spans[k]`), in packs of bounded size,
     each candidate resumed from `stored[k]` (its first `begin` tokens). Adds their log-probs to `scores`.
     With `record`, what is computed is added to `stored`; without, only the best candidate of each pack whose
     whole suffix was computed is kept there (to offer as the next forward's continuation)."""
-    pack_limit = max(1, min(PACK_TOKENS, max_batch_tokens))
+    pack_limit = max(1, min(PACK_TOKENS, request.max_batch_tokens))
     group: dict[int, tuple[int, int]] = {}
     group_tokens = 0
     for k, (begin, end) in spans.items():
         if group and group_tokens + end - begin > pack_limit:
-            _score_pack(model, current, cuts, group, stored, scores, stats, record)
+            _score_pack(model, request, current, cuts, group, stored, scores, record)
             group, group_tokens = {}, 0
         group[k] = (begin, end)
         group_tokens += end - begin
     if group:
-        _score_pack(model, current, cuts, group, stored, scores, stats, record)
+        _score_pack(model, request, current, cuts, group, stored, scores, record)
 
 
 def _score_pack(
     model: Any,
+    request: ScoreRequest,
     current: CurrentChain,
     cuts: Cuts,
     spans: dict[int, tuple[int, int]],
     stored: dict[int, Partial],
     scores: torch.Tensor,
-    stats: ForwardStats,
     record: bool,
 ) -> None:
     """One forward of the packed spans (see `_score_packs`)."""
@@ -258,10 +195,10 @@ def _score_pack(
     # packed token j of candidate k predicts seq[P + s + w + 1 + j], at candidate-sequence index P + s + 1 + j
     counted = (positions + 1) >= current.start_after(width)
     layout = PackLayout.of(layers[0][0].shape[2], n_prompt + start, runs)
-    pack = Pack(inputs, positions, past_layers, layout, counted, targets[counted])
+    pack = Pack(inputs, positions, past_layers, layout, counted, targets[counted], request.options)
     result = run_pack(model, pack)
     hidden, new_keys = result.hidden, result.layers  # what is kept of a candidate is a view of these
-    stats.add(1, total)
+    request.stats.add(1, total)
     scores.index_add_(0, owner_t[counted], result.logp)
     row_logp = torch.zeros(total, dtype=result.logp.dtype, device=device).masked_scatter_(counted, result.logp)
 
