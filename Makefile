@@ -56,9 +56,15 @@ models: install
 tokenizers: install
 	$(BIN)/chainprune models fetch --all-tokenizers
 
-# Every exact engine (naive, prefix, packed) on 5 GSM8K chains; writes runs/bench/engines-cpu.json, never a committed result.
+# The speed suite on short settings, into runs/bench/ (never a committed result; BENCHMARKS.md has the recorded
+# numbers): every exact engine step by step on 5 GSM8K chains (engines-cpu.json), then whole prunes of 2 short
+# chains in exact packed and the two --margin modes of README's Which mode, naive estimated at its rate measured
+# on every 10th pass (modes-cpu.json). Reads GSM8K's train split (`make gsm8k`); tens of minutes on 2 CPU cores.
 bench: install
-	$(BIN)/python benchmarks/bench_engines.py
+	$(BIN)/python -m benchmarks.speed.bench_engines --out runs/bench/engines-cpu.json
+	$(BIN)/python -m benchmarks.speed.bench_modes --examples 2 --max-reasoning 35 --reference packed --naive-sample 10 \
+	    --modes packed,screen=2,lookahead=3,margin=5,batch=2 packed,screen=2,lookahead=4,margin=3,batch=2 \
+	    --work-dir runs/bench/modes --out runs/bench/modes-cpu.json
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -90,7 +90,7 @@ def attention_features(
             given.append(rows[:, torch.arange(count, device=device), positions - 1].T)  # (count, heads)
             given.append(-(rows * torch.log(rows.clamp(min=1e-12))).sum(-1).T)  # (count, heads): row entropy
     features = torch.cat(columns + given, dim=1).float().cpu()
-    # the split and given features were measured (benchmarks/surrogate_scale.py) with EPS added once more before
+    # the split and given features were measured (benchmarks/studies/surrogate_scale.py) with EPS added once more before
     # the surrogate's log(x + EPS): kept, so a surrogate trained there or here sees the same numbers
     return features if kind == "attention" else features + EPS
 

@@ -46,13 +46,13 @@ class ScoringOptions:
     at their defaults, so a result says which setting made it. The benchmarks' A/B switches."""
 
     # exact passes of an engine that keeps suffixes keep every candidate's suffix while a pass's fit in this
-    # many bytes (`pruning.scorer.suffix_budget`); negative: never (`benchmarks/bench_resume.py`)
+    # many bytes (`pruning.scorer.suffix_budget`); negative: never (`benchmarks/speed/bench_resume.py`)
     keep_suffix_bytes: int = 2**31
     # after deleting the best candidate an engine scored, the next forward is built from that candidate's
-    # suffix (no forward run); False: run incrementally from the last forward (`benchmarks/bench_next_forward.py`)
+    # suffix (no forward run); False: run incrementally from the last forward (`benchmarks/speed/bench_next_forward.py`)
     next_from_best: bool = True
     # packed attention by the layout's structure (`PackLayout.attend`); False: always the model's own attention
-    # function with the dense mask (`benchmarks/bench_attention.py`)
+    # function with the dense mask (`benchmarks/speed/bench_attention.py`)
     structured_attention: bool = True
     # a pack with fewer (packed tokens x keys) than this attends through the model's own function with its
     # dense mask: for small packs one fused call beats the structured attention's dozen small ones (CPU, 9

@@ -5,27 +5,25 @@ Takes exact greedy traces (`chainprune prune`, no approximation options) of chai
 on, ranks the same tokenized chains with each one-forward ranker (uniform, surprisal, h2o, surrogate), and for
 keep r compares the floor(n r) tokens each keeps with those exact greedy keeps: overlap = |both| / floor(n r).
 
-    OMP_NUM_THREADS=1 python benchmarks/ranker_overlap.py EXACT.jsonl --surrogate S.pt --exclude ID ... \
-        --out benchmarks/results/ranker-overlap.json
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.studies.ranker_overlap EXACT.jsonl --surrogate S.pt --exclude ID ... \
+        --out runs/studies/ranker-overlap.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
-from datetime import date
 from pathlib import Path
-
-import torch
 
 from chainprune.keep import kept_count
 from chainprune.models import load_model
 from chainprune.ranking import RANKER_NEEDS, SurrogateModel, get_ranker
 from chainprune.analysis.surrogate import Surrogate
 from chainprune.types import Trace
+
+from benchmarks.common import command, write_result
 
 
 def overlap(order: list[int], exact: Trace, r: float) -> float:
@@ -37,7 +35,7 @@ def overlap(order: list[int], exact: Trace, r: float) -> float:
     return len(mine & set(exact.kept_positions(r))) / kept
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("exact", type=Path, help="exact greedy traces (token unit)")
     parser.add_argument("--surrogate", type=Path, required=True)
@@ -46,14 +44,13 @@ def main() -> None:
     parser.add_argument("--keep", nargs="+", type=float, default=[0.9, 0.7, 0.5])
     parser.add_argument("--exclude", nargs="*", default=[], help="ids the surrogate trained on")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     traces = [Trace.from_json(json.loads(line)) for line in args.exact.read_text().splitlines() if line.strip()]
     traces = [t for t in traces if t.id not in args.exclude and t.mode is None and t.unit == "token"]
     pruner = load_model(args.model, dtype="float32", device="cpu")
     models = {"causal_lm": pruner.model, "surrogate": SurrogateModel(pruner.model, Surrogate.load(args.surrogate), args.surrogate.name), None: None}
     result = {"what": "one-forward rankers vs exact greedy: kept-set overlap in pruner tokens",
-              "date": date.today().isoformat(), "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
               "pruner": args.model, "surrogate": str(args.surrogate), "chains": [t.id for t in traces],
               "reasoning_tokens": [len(t.reasoning_ids) for t in traces],
               "exact_token_forwards_mean": statistics.fmean(t.token_forwards for t in traces), "methods": {}}
@@ -73,8 +70,7 @@ def main() -> None:
         }
         print(method, json.dumps(result["methods"][method]), flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.out, result, command=command(__file__, argv))
 
 
 if __name__ == "__main__":

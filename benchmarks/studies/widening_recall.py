@@ -10,7 +10,7 @@ exact re-scoring resumes the suffix already computed, and after a deletion each 
 its suffix up to the deleted token, as `ChainScorer` does). A pass is a hit when the candidate the rule would delete is as good as exact greedy's; every pass is
 replayed from the exact trajectory, so one miss does not change the passes after it (in a real run it may).
 
-    .venv/bin/python benchmarks/widening_recall.py runs/bench20/packed.jsonl --examples 10 \
+    .venv/bin/python -m benchmarks.studies.widening_recall runs/bench20/packed.jsonl --examples 10 \
         --windows 3 4 --screens 1 2 --margins 3 4 5 6
 """
 
@@ -20,9 +20,6 @@ import argparse
 import itertools
 import json
 import pickle
-import platform
-import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +29,19 @@ from chainprune.data.jsonl import parse_chain
 from chainprune.data.scores import load_scores
 from chainprune.models import load_model
 from chainprune.pruning.greedy import Approximation, lookahead_pass
-from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ForwardStats
+from chainprune.scoring import ChainCache, ForwardStats, ScoreRequest
 from chainprune.scoring.chain_state import forward_current
 from chainprune.scoring.packed import score_lookahead
+
+from benchmarks.common import command, write_result
 
 
 def record_pass(model, ids, current, stats) -> dict:
     """Exact scores of every candidate, and per candidate the gain of each suffix target over the chain as it
     stands (recomputed log-prob minus the current one), from one exact scoring that keeps its suffixes."""
-    partials: dict = {}
-    _, scores = score_lookahead(model, ids, "joint", DEFAULT_MAX_BATCH_TOKENS, stats, len(ids.input_ids), current=current, partials=partials)
+    cache = ChainCache(current=current, partials={})
+    partials = cache.partials
+    _, scores = score_lookahead(model, ScoreRequest(ids, "joint", stats=stats, cache=cache), len(ids.input_ids))
     base = current.base_logp.cpu().numpy()
     gains = []
     for i in range(len(ids.reasoning_ids)):
@@ -189,7 +189,7 @@ def margin_schedule(text: str) -> tuple[float, ...]:
     return tuple(float(m) for m in text.split(","))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("traces", type=Path, help="exact traces (joint objective, the bundled model)")
     parser.add_argument("--chains", type=Path, default=None, help="their chains (default: chains.jsonl beside the traces)")
@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--scores", type=Path, default=None, help="the traces' --save-scores sidecar (runners-up of sampled passes)")
     parser.add_argument("--cache", type=Path, default=None, help="recorded passes (default: beside the traces)")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     chains = args.chains or args.traces.with_name("chains.jsonl")
     cache = args.cache or args.traces.with_name(f"{args.traces.stem}.suffixes-{args.examples}-every{args.every}.pkl")
     recorded = record(args.traces, chains, args.examples, cache, args.every)
@@ -229,8 +229,7 @@ def main() -> None:
                   f"{r['winner_shortfall_median']:>7.2f}  {' / '.join(str(v) for v in r['candidates_within'].values())}"
                   f"  corr(tail, gains W/4..W) {r['tail_vs_last_quarter_window_corr']}")
     if args.out:
-        result.update(date=date.today().isoformat(), machine=f"{platform.machine()} CPU", command=" ".join(sys.argv))
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.out, result, command=command(__file__, argv))
 
 
 if __name__ == "__main__":

@@ -20,29 +20,27 @@ chain, and added to the cache): `attention` (the paper's), `attention+logprob+po
 `attention+extras` (attention, the token's and the next token's log-probability, position, is-digit,
 is-punctuation), `all` (split + given + hidden + extras).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/surrogate_scale.py --chains 260 --train 200 \\
-        --out benchmarks/results/surrogate-scale-cpu.json
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.studies.surrogate_scale --chains 260 --train 200 \\
+        --out runs/studies/surrogate-scale-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
-from gsm8k_solutions import gsm8k_records, solution_chain
+
+from benchmarks.common import command, gsm8k_records, solution_chain, write_result
 
 
-def gsm8k_chains(count: int, seed: int, min_chars: int, max_chars: int) -> list[dict]:
+def gsm8k_chains(count: int, seed: int, min_chars: int, max_chars: int, gsm8k: Path | None = None) -> list[dict]:
     chains = []
-    for i, record in enumerate(gsm8k_records()):
+    for i, record in enumerate(gsm8k_records(gsm8k)):
         chain = solution_chain(record, i)
         if min_chars <= len(chain["reasoning"]) <= max_chars:
             chains.append(chain)
@@ -157,9 +155,10 @@ def summary(rs: list[float]) -> dict:
             "min": round(min(rs), 4), "chains": len(rs)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--gsm8k", type=Path, default=None, help="GSM8K train file (default: benchmarks.common's)")
     parser.add_argument("--chains", type=int, default=260)
     parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--validation", type=int, default=40)
@@ -180,7 +179,7 @@ def main() -> None:
                         "(the grid uses the first): the held-out mean per seed shows how much is training noise")
     parser.add_argument("--grid", default="16,64,256;0.0001,0.01,0.1;100,300,1000", metavar="HIDDENS;WEIGHT_DECAYS;EPOCHS",
                         help="the settings tried per kind, chosen by the mean validation Pearson")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
     if unknown := [k for k in kinds if k not in KINDS]:
         parser.error(f"unknown kinds {unknown}; known: {', '.join(KINDS)}")
@@ -193,7 +192,7 @@ def main() -> None:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     cache = args.work_dir / f"data-{args.model.replace('/', '_')}.pt"
     data = torch.load(cache, weights_only=False) if cache.exists() else {}
-    chains = gsm8k_chains(args.chains, args.seed, args.min_chars, args.max_chars)
+    chains = gsm8k_chains(args.chains, args.seed, args.min_chars, args.max_chars, args.gsm8k)
     loaded = None
     started = time.perf_counter()
     for k, chain in enumerate(chains):
@@ -218,8 +217,7 @@ def main() -> None:
     train, test = items[: args.train], items[args.train :]
     fit, validation = train[: -args.validation], train[-args.validation :]
     lengths = [len(i["target"]) for i in items]
-    result = {"what": "attention surrogate at scale: held-out Pearson per chain", "date": date.today().isoformat(),
-              "machine": f"{platform.machine()} CPU, {platform.system()}", "command": " ".join(sys.argv),
+    result = {"what": "attention surrogate at scale: held-out Pearson per chain",
               "pruner_and_attention_model": f"{args.model} (float32)", "chains": len(items),
               "train": len(train), "validation_within_train": len(validation), "test": len(test),
               "reasoning_tokens": {"mean": statistics.fmean(lengths), "min": min(lengths), "max": max(lengths)},
@@ -297,8 +295,7 @@ def main() -> None:
         print(kind, json.dumps(result[f"best {kind}"]), flush=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_result(args.out, result, command=command(__file__, argv))
 
 
 if __name__ == "__main__":

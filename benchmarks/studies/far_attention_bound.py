@@ -7,7 +7,7 @@ candidate the most attention any far query (past W) pays it, max over layers and
 `base + c * f` with the smallest c that still covers every pass's winner is compared with the constant margin
 that does (how many candidates each leaves close: what widening costs), and the tail's correlation with f.
 
-    .venv/bin/python benchmarks/far_attention_bound.py runs/reallen/exact4.suffixes-4-every8.pkl \
+    .venv/bin/python -m benchmarks.studies.far_attention_bound runs/reallen/exact4.suffixes-4-every8.pkl \
         --chains runs/reallen/chains.jsonl --window 3
 """
 
@@ -25,6 +25,8 @@ from chainprune.chains import tokenize_chain
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 
+from benchmarks.common import command, write_result
+
 
 @torch.no_grad()
 def far_attention(model, ids, remaining: list[int], window: int) -> np.ndarray:
@@ -36,14 +38,14 @@ def far_attention(model, ids, remaining: list[int], window: int) -> np.ndarray:
                      for k in range(len(remaining))])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cache", type=Path, help="widening_recall.py's recorded passes (--cache)")
     parser.add_argument("--chains", type=Path, required=True)
     parser.add_argument("--window", type=int, default=3)
     parser.add_argument("--bases", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0])
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     recorded = pickle.loads(args.cache.read_bytes())
     pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
     pruner.model.set_attn_implementation("eager")
@@ -71,7 +73,7 @@ def main() -> None:
         result["adaptive"].append({"base": base, "c": round(float(c), 2), "close": round(float(close), 1)})
     print(json.dumps(result, indent=1))
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.out, result, command=command(__file__, argv))
 
 
 if __name__ == "__main__":

@@ -15,24 +15,22 @@ Steps (all through the `chainprune` command line, outputs under --work-dir, resu
    mean achieved student-token fractions and the largest per-chain spread. Prints the tables and writes JSON.
 
     make tokenizers
-    nice -n 10 .venv/bin/python benchmarks/bench_matched_lengths.py --examples 50 \
-        --student-tokenizers llama-2,mistral-7b-v0.3 --out benchmarks/results/matched-lengths-paper-students-cpu.json
+    nice -n 10 .venv/bin/python -m benchmarks.studies.matched_lengths --examples 50 \
+        --student-tokenizers llama-2,mistral-7b-v0.3 --out runs/studies/matched-lengths-paper-students-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import re
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
-from gsm8k_solutions import GSM8K, gsm8k_records, solution_chain
+from benchmarks.common import STUDY_RUNS, command, gsm8k_records, solution_chain, write_result
 
 CALCULATOR = re.compile(r"<<[^>]*>>")
 CLI = [sys.executable, "-m", "chainprune.cli"]
@@ -40,9 +38,9 @@ KEEPS = (0.9, 0.7, 0.5)
 BASELINES = ("uniform", "surprisal", "h2o", "tokenskip")
 
 
-def write_chains(path: Path, n: int, seed: int, max_words: int) -> None:
+def write_chains(path: Path, n: int, seed: int, max_words: int, gsm8k: Path | None = None) -> None:
     """The first n chains of a seeded shuffle of GSM8K train whose reasoning has at most `max_words` words."""
-    records = gsm8k_records()
+    records = gsm8k_records(gsm8k)
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     lines = []
@@ -56,14 +54,13 @@ def write_chains(path: Path, n: int, seed: int, max_words: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def gsm8k_text():
-    for line in GSM8K.open():
-        record = json.loads(line)
+def gsm8k_text(gsm8k: Path | None = None):
+    for record in gsm8k_records(gsm8k):
         yield record["question"]
         yield CALCULATOR.sub("", record["answer"])
 
 
-def train_student_tokenizer(folder: Path) -> None:
+def train_student_tokenizer(folder: Path, gsm8k: Path | None = None) -> None:
     """A sentencepiece-style BPE (Metaspace, byte fallback off) unlike SmolLM2's byte-level BPE."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -73,11 +70,11 @@ def train_student_tokenizer(folder: Path) -> None:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(gsm8k_text(), trainers.BpeTrainer(vocab_size=8000, special_tokens=["<unk>", "<s>", "</s>"]))
+    tok.train_from_iterator(gsm8k_text(gsm8k), trainers.BpeTrainer(vocab_size=8000, special_tokens=["<unk>", "<s>", "</s>"]))
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>").save_pretrained(folder)
 
 
-def build_standin_classifier(folder: Path, seed: int = 0) -> None:
+def build_standin_classifier(folder: Path, seed: int = 0, gsm8k: Path | None = None) -> None:
     """A tiny random XLM-R token classifier (2 labels) with a Unigram tokenizer trained on GSM8K: NOT LLMLingua-2."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -89,7 +86,7 @@ def build_standin_classifier(folder: Path, seed: int = 0) -> None:
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     special = ["<s>", "<pad>", "</s>", "<unk>"]
-    tok.train_from_iterator(gsm8k_text(), trainers.UnigramTrainer(vocab_size=2000, special_tokens=special, unk_token="<unk>"))
+    tok.train_from_iterator(gsm8k_text(gsm8k), trainers.UnigramTrainer(vocab_size=2000, special_tokens=special, unk_token="<unk>"))
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>",
@@ -178,12 +175,13 @@ def run(args: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=50)
+    parser.add_argument("--gsm8k", type=Path, default=None, help="GSM8K train file (default: benchmarks.common's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/chainprune-bench-matched"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/matched-lengths-cpu.json"))
+    parser.add_argument("--out", type=Path, default=STUDY_RUNS / "matched-lengths-cpu.json")
     parser.add_argument("--max-words", type=int, default=35, help="longest reasoning used, in words (CPU time)")
     parser.add_argument("--per-step", type=int, default=16)
     parser.add_argument("--screen", type=int, default=8)
@@ -191,14 +189,14 @@ def main() -> None:
                         help="comma-separated: named tokenizers (llama-2, mistral-7b-v0.3, ...), folders, or 'standin'")
     parser.add_argument("--stage", choices=["all", "greedy", "rest"], default="all",
                         help="greedy: only prune (resumable); rest: everything else, on the traces written so far")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     chains, classifier = work / "chains.jsonl", work / "standin-classifier"
     if not chains.exists():
-        write_chains(chains, args.examples, args.seed, args.max_words)
-    build_standin_classifier(classifier)
+        write_chains(chains, args.examples, args.seed, args.max_words, args.gsm8k)
+    build_standin_classifier(classifier, gsm8k=args.gsm8k)
 
     seconds = {}
     traces = work / "greedy-traces.jsonl"
@@ -216,13 +214,10 @@ def main() -> None:
         student = name
         if name == "standin":
             student = str(work / "student-tokenizer")
-            train_student_tokenizer(Path(student))
+            train_student_tokenizer(Path(student), args.gsm8k)
         by_tokenizer[name] = match_all(work / name.replace("/", "_"), chains, traces, student, classifier, seconds)
     result = {
         "what": "achieved student-token keep fractions at matched lengths, 5 methods, real GSM8K train chains",
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()} CPU, {platform.system()}",
-        "command": "nice -n 10 .venv/bin/python " + " ".join(sys.argv),
         "pruner": "smollm2-135m (bundled SmolLM2-135M-Instruct, float32, CPU)",
         "student_tokenizers": {name: STUDENT_TOKENIZERS.get(name, name) for name in by_tokenizer},
         "greedy": f"APPROXIMATE: --per-step {args.per_step} --screen {args.screen} --refresh 10, packed engine, pruned to keep 0.4",
@@ -231,9 +226,7 @@ def main() -> None:
         "seconds": seconds,
         "by_student_tokenizer": by_tokenizer,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result, command=command(__file__, argv))
 
 
 if __name__ == "__main__":

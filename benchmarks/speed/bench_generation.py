@@ -7,8 +7,8 @@ samples, and drops rows as they finish. Reported per mode: wall time, generated 
 token rows each computed (prefill rows x width + one row per decoding step and live sequence): a count that
 does not depend on how busy the machine is.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_generation.py --model qwen2.5-coder-0.5b \\
-        --questions 8 --samples 2 --max-new-tokens 384 --out benchmarks/results/generation-cpu.json
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.speed.bench_generation --model qwen2.5-coder-0.5b \\
+        --questions 8 --samples 2 --max-new-tokens 384 --out runs/bench/generation-cpu.json
 """
 
 from __future__ import annotations
@@ -16,26 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+from benchmarks.common import RUNS, command, gsm8k_records, write_result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--questions", type=int, default=8)
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=384)
     parser.add_argument("--modes", default="generate,chainprune")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--gsm8k", type=Path, default=None, help="GSM8K train file (default: benchmarks.common's)")
+    parser.add_argument("--out", type=Path, default=RUNS / "generation-cpu.json")
+    args = parser.parse_args(argv)
 
     from chainprune.generation import Sampling, decode, derive_seed, render_prompt, stop_token_ids
     from chainprune.models import load_model
@@ -45,7 +43,7 @@ def main() -> None:
     loaded = load_model(args.model, dtype="float32", device="cpu")
     tokenizer, model = loaded.tokenizer, loaded.model
     task = get_task("gsm8k")
-    questions = [json.loads(line)["question"] for _, line in zip(range(args.questions), GSM8K.open())]
+    questions = [record["question"] for record in gsm8k_records(args.gsm8k)[: args.questions]]
     prompts = [tokenizer(render_prompt(tokenizer, task.messages(q)), add_special_tokens=False)["input_ids"]
                for q in questions]
     stops = stop_token_ids(loaded)
@@ -76,13 +74,10 @@ def main() -> None:
                "longest": max(lengths), "token_rows_computed": computed}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    result = {"what": "teacher generation, transformers generate vs chainprune's decoding loop",
-              "date": date.today().isoformat(), "machine": f"{platform.machine()} CPU, {platform.system()}",
-              "threads": torch.get_num_threads(), "model": f"{args.model} (float32)",
-              "command": " ".join(sys.argv), "prompt_width": width, "rows": rows}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result = {"benchmark": "generation", "what": "teacher generation, transformers generate vs chainprune's decoding loop",
+              "model": f"{args.model} (float32)", "prompt_width": width, "rows": rows}
+    write_result(args.out, result, command=command(__file__, argv))
+    return result
 
 
 if __name__ == "__main__":

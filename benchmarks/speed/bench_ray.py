@@ -1,24 +1,22 @@
 """Load test of `prune --ray`: many short GSM8K chains through Ray CPU workers with a tiny model, memory sampled.
 
-Builds a tiny seeded Llama model (the tests' one, saved to --work-dir), writes N short chains cut from GSM8K
-train (first line of the reasoning, 20-60 characters), and prunes them with `run_prune_distributed` on a local
+Builds a tiny seeded Llama model (the tests' one, saved to --work-dir; or takes --model), writes N short chains
+cut from GSM8K train (first line of the reasoning, 20-60 characters), and prunes them with `run_prune_distributed` on a local
 Ray instance. A sampler thread reads the resident memory (RSS) of the driver and of every worker process twice a
 second; the peaks, and the RSS at each tenth of the run, show whether memory grows with the number of chains done.
 The output is checked (every id exactly once, in input order) and, for the first --check chains, compared record
 for record with a single-process `run_prune` of the same chains. Prints a table, writes JSON.
 
-    .venv/bin/python benchmarks/bench_ray.py --chains 1000 --workers 2 --out benchmarks/results/ray-load-cpu.json
+    .venv/bin/python -m benchmarks.speed.bench_ray --chains 1000 --workers 2 --out runs/bench/ray-load-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 import psutil
@@ -27,23 +25,32 @@ import torch
 from chainprune.pipelines.distributed import RayOptions, run_prune_distributed
 from chainprune.pipelines.prune import PruneConfig, run_prune
 from chainprune.run import ClusterReporter
-from gsm8k_solutions import GSM8K, gsm8k_records, solution_chain
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import make_model, make_tokenizer  # noqa: E402  (the tests' tiny model, built offline)
+from benchmarks.common import ROOT, RUNS, command, gsm8k_records, solution_chain, write_result
 
 MB = 1024 * 1024
 
 
-def write_chains(path: Path, n: int) -> None:
+def write_chains(path: Path, n: int, gsm8k: Path | None = None) -> None:
     lines = []
-    for i, record in zip(range(n), gsm8k_records()):
+    for i, record in zip(range(n), gsm8k_records(gsm8k)):
         chain = solution_chain(record, i)
         first = chain["reasoning"].split("\n")[0]
         lines.append(json.dumps({**chain, "question": chain["question"][:100], "reasoning": first[: 20 + 10 * (i % 5)]}))
     if len(lines) < n:
-        raise SystemExit(f"{GSM8K} has only {len(lines)} records")
+        raise SystemExit(f"the GSM8K file has only {len(lines)} records")
     path.write_text("\n".join(lines) + "\n")
+
+
+def tiny_model(folder: Path) -> Path:
+    """The tests' tiny seeded Llama model and BPE tokenizer (tests/conftest.py, built offline), saved to `folder`."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_model, make_tokenizer
+
+    tokenizer = make_tokenizer()
+    make_model(len(tokenizer), dtype=torch.float32).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 class MemoryWatch(ClusterReporter):
@@ -99,28 +106,26 @@ class MemoryWatch(ClusterReporter):
             self._sample()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="the pruner (default: the tests' tiny model, built in --work-dir)")
+    parser.add_argument("--gsm8k", type=Path, default=None, help="GSM8K train file (default: benchmarks.common's)")
     parser.add_argument("--chains", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--check", type=int, default=50, help="chains also pruned by a single process and compared")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/chainprune-bench-ray"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ray-load-cpu.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RUNS / "ray-load-cpu.json")
+    args = parser.parse_args(argv)
 
     import ray
 
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_tokenizer()
-    model = make_model(len(tokenizer), dtype=torch.float32)
-    model_dir = work / "tiny-model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model = args.model or str(tiny_model(work / "tiny-model"))
     chains = work / "chains.jsonl"
-    write_chains(chains, args.chains)
-    config = PruneConfig(model=str(model_dir), dtype="float32", device="cpu", keep=[0.9, 0.7, 0.5])
+    write_chains(chains, args.chains, args.gsm8k)
+    config = PruneConfig(model=model, dtype="float32", device="cpu", keep=[0.9, 0.7, 0.5])
 
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
     watch = MemoryWatch(args.interval)
@@ -147,10 +152,8 @@ def main() -> None:
     identical = single == out.read_text().splitlines()[: args.check]
 
     result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
-                   f"{psutil.virtual_memory().total / 2**30:.0f} GB RAM",
-        "torch": torch.__version__, "ray": ray.__version__,
+        "benchmark": "ray_load", "model": args.model or "the tests' tiny model",
+        "ram_gb": round(psutil.virtual_memory().total / 2**30), "ray": ray.__version__,
         "chains": args.chains, "workers": args.workers, "keep": config.keep, "dtype": config.dtype,
         "done": summary.done, "failed": len(summary.failures), "retries": summary.retries,
         "reasoning_tokens_mean": round(sum(reasoning_tokens) / max(1, len(reasoning_tokens)), 1),
@@ -164,8 +167,7 @@ def main() -> None:
         "snapshots": watch.snapshots,
         f"first_{args.check}_identical_to_single_process": identical,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, command=command(__file__, argv))
 
     print(f"{summary.done} chains pruned by {args.workers} Ray CPU workers in {wall:.1f} s "
           f"({result['examples_per_hour']:,} examples/hour), {len(summary.failures)} failed, "
@@ -175,7 +177,8 @@ def main() -> None:
     for s in watch.snapshots:
         print(f"{s['done']:>6} {s['seconds']:>8} {s['driver_rss_mb']:>14} {', '.join(map(str, s['worker_rss_mb'])):>20}")
     print(f"peaks: driver {result['driver_rss_peak_mb']} MB (before the run {result['driver_rss_before_mb']} MB), "
-          f"worker {result['worker_rss_peak_mb']} MB; wrote {args.out}")
+          f"worker {result['worker_rss_peak_mb']} MB")
+    return result
 
 
 if __name__ == "__main__":

@@ -1,21 +1,19 @@
-"""Time the exact engines (`naive` vs `prefix`) on real GSM8K chains with the bundled default model.
+"""Time the exact engines (`naive`, `prefix`, `packed`) step by step on real GSM8K chains with the bundled model.
 
-Chains come from the GSM8K train split shipped in ../shared/data (calculator annotations <<...>> stripped),
-each pruned for the first `--steps` greedy steps by both engines at its full length (the most expensive
-steps of a prune). Prints a table and writes JSON with token-forwards and wall time per step and example,
-and checks that both engines deleted the same tokens.
+Chains are GSM8K train worked solutions (`benchmarks.common`: calculator annotations <<...>> stripped), a seeded
+sample of --examples, or the chains of --chains; each is pruned for the first `--steps` greedy steps by every
+engine at its full length (the most expensive steps of a prune). Prints a table and writes JSON with
+token-forwards and wall time per step and example, and checks that the engines deleted the same tokens.
 
-    .venv/bin/python benchmarks/bench_engines.py --examples 5 --steps 2 --out benchmarks/results/engines-cpu.json
+    .venv/bin/python -m benchmarks.speed.bench_engines --examples 5 --steps 2 --out runs/bench/engines-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -28,20 +26,26 @@ from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import Chain
-from gsm8k_solutions import gsm8k_records, solution_chain
+
+from benchmarks.common import RUNS, command, gsm8k_records, solution_chain, write_result
 
 
-def gsm8k_chains(n: int, seed: int) -> list[Chain]:
-    records = gsm8k_records()
+def gsm8k_chains(n: int, seed: int, path: Path | None = None) -> list[Chain]:
+    records = gsm8k_records(path)
     picked = random.Random(seed).sample(range(len(records)), n)
     return [parse_chain(solution_chain(records[i], i)) for i in picked]
+
+
+def read_chains(path: Path) -> list[Chain]:
+    return [parse_chain(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     pruner = load_model(args.model, dtype=args.dtype, device=args.device)
     rows = []
-    for chain in gsm8k_chains(args.examples, args.seed):
+    chains = read_chains(args.chains) if args.chains else gsm8k_chains(args.examples, args.seed, args.gsm8k)
+    for chain in chains:
         ids = tokenize_chain(pruner.tokenizer, chain)
         row = {"id": chain.id, "prompt": len(ids.prompt_ids), "reasoning": len(ids.reasoning_ids), "answer": len(ids.answer_ids)}
         orders = {}
@@ -75,10 +79,6 @@ def run(args: argparse.Namespace) -> dict:
             )
     return {
         "benchmark": "engines",
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {torch.get_num_threads()} torch threads",
-        "torch": torch.__version__,
-        "device": str(pruner.device),
         "dtype": str(pruner.dtype),
         "model": args.model,
         "objective": args.objective,
@@ -98,7 +98,7 @@ def print_row(row: dict, engines: list[str]) -> None:
     print("  ".join(parts), flush=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--dtype", default="float32")
@@ -110,9 +110,12 @@ def main() -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=DEFAULT_MAX_BATCH_TOKENS)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gsm8k", type=Path, default=None, help="GSM8K train file (default: benchmarks.common's)")
+    parser.add_argument("--chains", type=Path, default=None,
+                        help="time these chains (JSONL) instead of GSM8K worked solutions; --examples is ignored")
     # Not a committed result's path: a run writes its own file unless told to replace one.
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/engines-cpu.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RUNS / "engines-cpu.json")
+    args = parser.parse_args(argv)
     result = run(args)
     print("\nper step, mean over examples:")
     for engine, s in result["summary"].items():
@@ -120,9 +123,8 @@ def main() -> None:
         if "speedup_vs_naive" in s:
             extra = f"  {s['speedup_vs_naive']:.2f}x faster, {s['token_forward_reduction_vs_naive']:.2f}x fewer token-forwards than naive"
         print(f"  {engine:>7}: {s['seconds_per_step']:7.1f} s  {s['token_forwards_per_step']:10,.0f} token-forwards{extra}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result, command=command(__file__, argv), device=args.device)
+    return result
 
 
 if __name__ == "__main__":

@@ -9,19 +9,18 @@ lower bound). `--passes N` stops a prune after N scoring passes and extrapolates
 measured token-forward rate: only `naive`, whose token-forwards do not depend on what is deleted, is
 extrapolated (by default after 2 passes; said so in the output), the others are reported as partial.
 
-    python benchmarks/bench_gpu.py --shapes qwen2.5-7b llama3.1-8b --modes packed prefix naive screen=8,lookahead=4 \\
-        --out benchmarks/results/gpu-h100.json
-    python benchmarks/bench_gpu.py --shapes tiny --device cpu --dtype float32   # smoke test of this script
+    python -m benchmarks.speed.bench_gpu --shapes qwen2.5-7b llama3.1-8b --modes packed prefix naive screen=8,lookahead=4 \\
+        --out runs/bench/gpu-h100.json
+    python -m benchmarks.speed.bench_gpu --shapes tiny --device cpu --dtype float32   # smoke test of this script
+
+The model is named by its shape (`--shapes`), not loaded: there is no `--model`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -31,6 +30,8 @@ from chainprune.keep import deletions_for
 from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import EXACT, Approximation, greedy_prune
 from chainprune.types import ChainIds
+
+from benchmarks.common import RUNS, command, device_name, write_result
 
 SHAPES = {
     "qwen2.5-7b": lambda: Qwen2Config(
@@ -89,7 +90,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=["qwen2.5-7b", "llama3.1-8b"], choices=list(SHAPES))
     parser.add_argument("--modes", nargs="+", default=["packed", "prefix", "naive", "screen=8,lookahead=4"])
@@ -104,13 +105,12 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--attn", default="sdpa", help="attn_implementation for the model (sdpa, eager, ...)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RUNS / "gpu.json")
+    args = parser.parse_args(argv)
     dtype = getattr(torch, args.dtype)
 
     rate = matmul_rate(args.device, dtype, size=8192 if args.device.startswith("cuda") else 1024, repeats=20)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
-    print(f"{device_name}: measured {args.dtype} matmul rate {rate / 1e12:.1f} TFLOP/s", flush=True)
+    print(f"{device_name(args.device)}: measured {args.dtype} matmul rate {rate / 1e12:.1f} TFLOP/s", flush=True)
     generator = torch.Generator().manual_seed(args.seed)
     rows = []
     for shape in args.shapes:
@@ -166,17 +166,13 @@ def main() -> None:
         note = "extrapolated" if row.get("extrapolated") else ("partial" if spe is None else "")
         print(f"{row['shape']:>12} {row['mode']:>24} {spe if spe is not None else float('nan'):10.1f} "
               f"{row['token_forwards_per_s']:12,.0f} {row['matmul_fraction']:11.2f} {note:>14}")
-    if args.out:
-        report = {
-            "benchmark": "gpu", "date": date.today().isoformat(), "device": device_name, "dtype": args.dtype,
-            "matmul_tflops": rate / 1e12, "torch": torch.__version__,
-            "command": "benchmarks/bench_gpu.py " + " ".join(sys.argv[1:]),
-            "shape": {"prompt": args.prompt, "reasoning": args.reasoning, "answer": args.answer, "keep": args.keep},
-            "rows": rows,
-        }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    report = {
+        "benchmark": "gpu", "dtype": args.dtype, "matmul_tflops": rate / 1e12,
+        "shape": {"prompt": args.prompt, "reasoning": args.reasoning, "answer": args.answer, "keep": args.keep},
+        "rows": rows,
+    }
+    write_result(args.out, report, command=command(__file__, argv), device=args.device)
+    return report
 
 
 if __name__ == "__main__":

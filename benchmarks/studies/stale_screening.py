@@ -5,7 +5,7 @@ positions of the previous deletion, and any never scored; every R passes it re-s
 when the best candidate re-scored is as good as exact greedy's deletion. Cost: the packed suffix tokens of the
 candidates re-scored (a candidate's suffix and the answer), against a full `packed` pass. Model-free: seconds.
 
-    .venv/bin/python benchmarks/stale_screening.py runs/reallen/exact6.jsonl --keeps 4 8 16 24 --near 0 2 4 --refresh 1000 16 8
+    .venv/bin/python -m benchmarks.studies.stale_screening runs/reallen/exact6.jsonl --keeps 4 8 16 24 --near 0 2 4 --refresh 1000 16 8
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 
 from chainprune.data.scores import load_scores, scores_path
+
+from benchmarks.common import command, write_result
 
 
 def replay(traces: list[dict], saved: dict, keep: int, near: int, refresh: int) -> dict:
@@ -44,14 +46,14 @@ def replay(traces: list[dict], saved: dict, keep: int, near: int, refresh: int) 
             "fewer_token_forwards_than_packed": round(full / cost, 2)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("traces", type=Path, help="exact traces pruned with --save-scores")
     parser.add_argument("--keeps", type=int, nargs="+", default=[4, 8, 16, 24])
     parser.add_argument("--near", type=int, nargs="+", default=[0, 2, 4])
     parser.add_argument("--refresh", type=int, nargs="+", default=[1000, 16, 8])
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     traces = [json.loads(line) for line in args.traces.open()]
     saved = load_scores(scores_path(args.traces))[0]
     rows = [replay(traces, saved, k, d, r) for r, k, d in itertools.product(args.refresh, args.keeps, args.near)]
@@ -59,7 +61,7 @@ def main() -> None:
         print(f"refresh {row['refresh']:>5} keep {row['keep']:>3} near {row['near']:>2}: recall {row['recall']:.3f}, "
               f"{row['fewer_token_forwards_than_packed']:.1f}x fewer token-forwards than packed")
     if args.out:
-        args.out.write_text(json.dumps({"traces": str(args.traces), "rows": rows}, indent=1) + "\n")
+        write_result(args.out, {"traces": str(args.traces), "rows": rows}, command=command(__file__, argv))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Statistics of a teacher chain set (`chainprune teacher` output and its samples file): acceptance, sample
 accuracy, why samples were rejected, and the reasoning length in several tokenizers.
 
-    .venv/bin/python benchmarks/chain_set_stats.py benchmarks/data/gsm8k-train-qwen2.5-coder-1.5b.jsonl \\
+    .venv/bin/python -m benchmarks.studies.chain_set_stats benchmarks/data/gsm8k-train-qwen2.5-coder-1.5b.jsonl \\
         --tokenizers smollm2-135m,qwen2.5-coder-1.5b,llama-2 --json benchmarks/data/gsm8k-train-qwen2.5-coder-1.5b.stats.json
 """
 
@@ -13,6 +13,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.common import command, write_result
+
 
 def quantiles(values: list[int]) -> dict:
     values = sorted(values)
@@ -21,13 +23,13 @@ def quantiles(values: list[int]) -> dict:
             "median": pick(0.5), "p90": pick(0.9), "max": values[-1]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chains", type=Path)
     parser.add_argument("--tokenizers", default="smollm2-135m,llama-2")
     parser.add_argument("--seconds", type=float, help="wall time of the generation, for its throughput")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from chainprune.chains import tokenize_chain
     from chainprune.data.jsonl import parse_chain
@@ -58,7 +60,7 @@ def main() -> None:
         result["reasoning_tokens"][name] = quantiles(lengths)
     print(json.dumps(result, indent=1))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.json, result, command=command(__file__, argv))
 
 
 if __name__ == "__main__":

@@ -11,19 +11,17 @@ already there are skipped). Then, at each keep fraction:
 - intact numbers: the share of numbers in the kept text that are numbers of the original reasoning.
 Matched lengths in a student tokenizer are measured by `chainprune match` + `chainprune lengths` on the traces.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_units.py CHAINS.jsonl --work-dir runs/units \
-        --out benchmarks/results/units.json --units token word sentence --keep 0.9 0.7 0.5
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.speed.bench_units CHAINS.jsonl --work-dir runs/units \
+        --out runs/bench/units-cpu.json --units token word sentence --keep 0.9 0.7 0.5
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import statistics
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -31,6 +29,8 @@ import torch
 from chainprune import Chain, load_model, prune_chain
 from chainprune.trace_steps import steps_at
 from chainprune.types import Trace
+
+from benchmarks.common import RUNS, command, write_result
 
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -117,18 +117,18 @@ def read_ids(path: Path) -> set[str]:
     return {r["id"] for r in read_jsonl(path)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chains", type=Path)
-    parser.add_argument("--work-dir", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work-dir", type=Path, default=RUNS / "units", help="traces and times (resumable)")
+    parser.add_argument("--out", type=Path, default=RUNS / "units-cpu.json")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--engine", default="packed")
     parser.add_argument("--units", nargs="+", default=["token", "word", "sentence"])
     parser.add_argument("--keep", nargs="+", type=float, default=[0.9, 0.7, 0.5])
     parser.add_argument("--reader", default="qwen2.5-coder-1.5b", help="a model that did not prune ('' to skip)")
     parser.add_argument("--measure-only", action="store_true", help="no pruning: measure the traces in --work-dir")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     chains = [Chain(**{k: v for k, v in r.items() if k in Chain.__dataclass_fields__}) for r in read_jsonl(args.chains)]
     if not args.measure_only:
@@ -137,16 +137,15 @@ def main() -> None:
             prune_all(chains, unit, args, pruner)
     reader = load_model(args.reader, dtype="float32", device="cpu") if args.reader else None
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "benchmark": "units",
         "pruner": args.model,
         "engine": args.engine,
         "reader": args.reader or None,
         "units": measure({c.id: c for c in chains}, args, reader),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
+    write_result(args.out, result, command=command(__file__, argv))
+    return result
 
 
 if __name__ == "__main__":

@@ -6,23 +6,19 @@ by `chainprune compare`'s code. Prints a table and writes JSON: wall time, token
 speed-up vs naive (run, or estimated with --naive-rate), and kept-set overlap / Kendall tau / objective gap at
 keep 0.5.
 
-    .venv/bin/python benchmarks/bench_modes.py --examples 8 --max-reasoning 60 --out benchmarks/results/modes-cpu.json
+    .venv/bin/python -m benchmarks.speed.bench_modes --examples 8 --max-reasoning 60 --out runs/bench/modes-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
-import sys
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 import psutil
-import torch
 
 from chainprune.models import load_model
 from chainprune.pipelines.compare import compare_traces
@@ -30,7 +26,8 @@ from chainprune.pipelines.prune import PruneConfig, run_prune
 from chainprune.pruning import ChainScorer
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import ChainIds
-from gsm8k_solutions import gsm8k_records, solution_chain
+
+from benchmarks.common import RUNS, command, gsm8k_records, solution_chain, write_result
 
 
 # The modes run by default. A mode is named by its settings: an engine, then KEY=VALUE pairs of
@@ -60,8 +57,8 @@ def mode_name(name: str) -> str:
     return name
 
 
-def write_chains(path: Path, n: int, max_words: int, seed: int, min_words: int = 0) -> None:
-    records = gsm8k_records()
+def write_chains(path: Path, n: int, max_words: int, seed: int, min_words: int = 0, gsm8k: Path | None = None) -> None:
+    records = gsm8k_records(gsm8k)
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     lines = []
@@ -105,11 +102,11 @@ def naive_token_forwards(trace: dict) -> int:
     return total
 
 
-def measure_naive_rate(traces: list[dict], every: int) -> tuple[float, int, float]:
+def measure_naive_rate(traces: list[dict], every: int, model: str = "smollm2-135m") -> tuple[float, int, float]:
     """Time `naive` on every `every`-th pass of the exact trajectories (each chain's first pass included):
     (token-forwards per second, token-forwards, seconds). Measures the rate on this machine, now, at these
     chains' shapes, without running `naive`'s whole prunes."""
-    pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
+    pruner = load_model(model, dtype="float32", device="cpu")
     forwards, seconds = 0, 0.0
     for trace in traces:
         ids = ChainIds(trace["prompt_ids"], trace["reasoning_ids"], trace["answer_ids"])
@@ -124,8 +121,10 @@ def measure_naive_rate(traces: list[dict], every: int) -> tuple[float, int, floa
     return forwards / seconds, forwards, seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m", help="the pruner (float32, CPU)")
+    parser.add_argument("--gsm8k", type=Path, default=None, help="GSM8K train file (default: benchmarks.common's)")
     parser.add_argument("--examples", type=int, default=8)
     parser.add_argument("--chains", type=Path, default=None,
                         help="prune these chains (JSONL) instead of GSM8K worked solutions; --examples etc. are ignored")
@@ -137,8 +136,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=MODES, type=mode_name,
                         help="engine[,KEY=VALUE...], KEY one of " + ", ".join(SETTINGS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work-dir", type=Path, default=Path("runs/bench-modes"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/modes-cpu.json"))
+    parser.add_argument("--work-dir", type=Path, default=RUNS / "modes")
+    parser.add_argument("--out", type=Path, default=RUNS / "modes-cpu.json")
     parser.add_argument("--reference", default="prefix", choices=["naive", "prefix", "packed"],
                         help="the exact engine whose traces the approximate modes are compared with")
     parser.add_argument("--naive-rate", type=float, default=None, metavar="TOKENS_PER_S",
@@ -150,7 +149,7 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true",
                         help="add to the results already in --out (same chains) and reuse the exact reference traces "
                              "in --work-dir instead of re-running them")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     chains = args.work_dir / "chains.jsonl"
@@ -159,7 +158,7 @@ def main() -> None:
             chains.write_text(args.chains.read_text())
         args.examples, args.max_reasoning, args.min_reasoning = len(chains.read_text().splitlines()), None, None
     else:
-        write_chains(chains, args.examples, args.max_reasoning, args.seed, args.min_reasoning)
+        write_chains(chains, args.examples, args.max_reasoning, args.seed, args.min_reasoning, args.gsm8k)
     previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
     chosen = (args.examples, args.max_reasoning, args.min_reasoning)
     if previous and (previous["examples"], previous["max_reasoning_words"], previous.get("min_reasoning_words", 0)) != chosen:
@@ -175,7 +174,7 @@ def main() -> None:
     for name in ([ref] if not reuse_exact else []) + [m for m in args.modes if m != ref]:
         # The reference also keeps every pass's exact candidate scores (<ref>.jsonl.scores.jsonl), for studying
         # screening rules along the exact trajectory; writing them costs nothing measurable.
-        config = PruneConfig(model="smollm2-135m", keep=[0.9, 0.7, 0.5], dtype="float32", device="cpu",
+        config = PruneConfig(model=args.model, keep=[0.9, 0.7, 0.5], dtype="float32", device="cpu",
                              save_scores=name == ref, **mode_settings(name))
         out = args.work_dir / f"{name}.jsonl"
         with PeakMemory() as memory:
@@ -194,7 +193,7 @@ def main() -> None:
         traces = [json.loads(line) for line in (args.work_dir / f"{ref}.jsonl").open()]
         rate, sample = args.naive_rate, None
         if args.naive_sample is not None:
-            rate, sampled_forwards, sampled_seconds = measure_naive_rate(traces, args.naive_sample)
+            rate, sampled_forwards, sampled_seconds = measure_naive_rate(traces, args.naive_sample, args.model)
             sample = {"every": args.naive_sample, "token_forwards": sampled_forwards,
                       "seconds": round(sampled_seconds, 1)}
         forwards = sum(naive_token_forwards(t) for t in traces)
@@ -210,18 +209,14 @@ def main() -> None:
             row["token_forward_reduction"] = results["naive"]["token_forwards"] / row["token_forwards"]
     report = {
         "benchmark": "modes",
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "command": "benchmarks/bench_modes.py " + " ".join(sys.argv[1:]),
-        "torch": torch.__version__,
+        "model": args.model,
         "examples": args.examples,
         "max_reasoning_words": args.max_reasoning,
         "min_reasoning_words": args.min_reasoning,
         "chains": str(args.chains) if args.chains else None,
         "modes": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(args.out, report, command=command(__file__, argv))
     print(f"\n{'mode':>34} {'seconds':>8} {'ex/hour':>8} {'token-fwd':>10} {'vs naive':>8} {'peak MB':>8} "
           f"{'overlap@0.5':>11} {'min':>5} {'tau':>6} {'gap':>7}")
     for name, row in results.items():
@@ -230,7 +225,7 @@ def main() -> None:
               f"{row.get('speedup_vs_naive', float('nan')):7.1f}x {row.get('peak_rss_mb', float('nan')):8.0f} "
               f"{row.get('overlap_mean', 1.0):11.3f} {row.get('overlap_min', 1.0):5.2f} {row.get('kendall_tau', 1.0):6.3f} "
               f"{row.get('objective_gap', 0.0):7.3f}")
-    print(f"wrote {args.out}")
+    return report
 
 
 if __name__ == "__main__":

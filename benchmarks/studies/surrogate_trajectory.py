@@ -9,10 +9,10 @@ are compared on the held-out first-pass Pearson of surrogate_scale.py's split (i
 rankers against exact greedy traces (--exact, chains neither trained on): one forward, or re-ranked after every
 block of B deletions (one forward of the chain as it stands per block).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/surrogate_trajectory.py --work-dir runs/surrogate \
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.studies.surrogate_trajectory --work-dir runs/surrogate \
         --states runs/reallen/exact6.jsonl=runs/reallen/exact6.jsonl.scores.jsonl \
         --states runs/analysis30/all.jsonl=runs/analysis30/dynamics-snap.scores.jsonl \
-        --exact runs/units/token.jsonl --exclude gsm8k-train-233 --blocks 1000 8 --out benchmarks/results/surrogate-trajectory.json
+        --exact runs/units/token.jsonl --exclude gsm8k-train-233 --blocks 1000 8 --out runs/studies/surrogate-trajectory.json
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -32,9 +31,9 @@ from chainprune.models import load_model
 from chainprune.ranking.base import order_by_importance
 from chainprune.types import ChainIds, Trace
 
-sys.path.insert(0, str(Path(__file__).parent))
-from ranker_overlap import overlap  # noqa: E402
-from surrogate_scale import gsm8k_chains  # noqa: E402
+from benchmarks.common import command, write_result
+from benchmarks.studies.ranker_overlap import overlap
+from benchmarks.studies.surrogate_scale import gsm8k_chains
 
 
 def kept_ids(ids: ChainIds, remaining: list[int]) -> ChainIds:
@@ -72,7 +71,7 @@ def rank(model, surrogate, ids: ChainIds, block: int) -> list[int]:
     return order
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, required=True, help="surrogate_scale.py's (its cached first passes)")
     parser.add_argument("--states", action="append", required=True, metavar="TRACES=SCORES")
@@ -81,14 +80,15 @@ def main() -> None:
     parser.add_argument("--exclude", nargs="*", default=[])
     parser.add_argument("--blocks", type=int, nargs="+", default=[1000, 8])
     parser.add_argument("--settings", default="64,0.01,100", metavar="HIDDEN,WEIGHT_DECAY,EPOCHS")
+    parser.add_argument("--gsm8k", type=Path, default=None, help="GSM8K train file (default: benchmarks.common's)")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     hidden, weight_decay, epochs = args.settings.split(",")
     settings = {"hidden": int(hidden), "weight_decay": float(weight_decay), "epochs": int(epochs)}
     pruner = load_model("smollm2-135m", dtype="float32", device="cpu")
     data = torch.load(args.work_dir / "data-smollm2-135m.pt", weights_only=False)
-    items = [data[c["id"]] for c in gsm8k_chains(260, 2, 80, 300)]  # surrogate_scale.py's defaults
+    items = [data[c["id"]] for c in gsm8k_chains(260, 2, 80, 300, args.gsm8k)]  # surrogate_scale.py's defaults
     train, test = items[:200], items[200:]
     started = time.perf_counter()
     states = trajectory_states(pruner.model, args.states, args.every)
@@ -115,7 +115,7 @@ def main() -> None:
         result["surrogates"][name] = row
         print(name, json.dumps(row), flush=True)
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_result(args.out, result, command=command(__file__, argv))
 
 
 if __name__ == "__main__":

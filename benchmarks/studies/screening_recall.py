@@ -7,11 +7,11 @@ how often exact greedy's deletion is among those re-scored (its recall) and what
 token-forwards per pass; likewise for margin rules "re-score every candidate whose estimate is within a margin
 of the best estimate (at most --cap)"; and for rounds rules "re-score the S best estimates and the last pass's two
 runners-up, then S more at a time while an estimate is within a margin of the best exact score found" (what
-`--margin` did before it widened windows; benchmarks/widening_recall.py replays the current rule). A miss does
+`--margin` did before it widened windows; benchmarks/studies/widening_recall.py replays the current rule). A miss does
 not always change the deletion (a near-tie may be chosen), but a rule with recall 1.0 on every pass reproduces exact
 greedy.
 
-    .venv/bin/python benchmarks/screening_recall.py runs/bench-modes20/packed.jsonl --windows 2 4 8
+    .venv/bin/python -m benchmarks.studies.screening_recall runs/bench-modes20/packed.jsonl --windows 2 4 8
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import RUNNERS_UP
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import ChainIds
+
+from benchmarks.common import command, write_result
 
 
 def ranks_of(values: np.ndarray, k: int) -> int:
@@ -48,7 +50,7 @@ def rounds_rule(row: dict, window: int, size: int, margin: float) -> set[int]:
         chosen.update(more)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("traces", type=Path)
     parser.add_argument("--windows", type=int, nargs="+", default=[2, 4, 8])
@@ -60,7 +62,7 @@ def main() -> None:
                         help="margins of the rounds rule (the earlier --margin) against the best exact score")
     parser.add_argument("--rounds", type=int, nargs="+", default=[4], help="candidates per round of the rounds rule")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     traces = [json.loads(line) for line in args.traces.open()]
     scores, errors = load_scores(scores_path(args.traces))
@@ -161,7 +163,8 @@ def main() -> None:
     naive = np.mean([r["m"] * (r["m"] + r["answer"]) for r in rows])
     print(f"(for scale: naive re-runs about m x (P + m + A) tokens per pass; its reasoning+answer part alone is {naive:.0f})")
     if args.out:
-        args.out.write_text(json.dumps({"traces": str(args.traces), "passes": len(rows), "rules": results}, indent=2) + "\n")
+        write_result(args.out, {"traces": str(args.traces), "passes": len(rows), "rules": results},
+                     command=command(__file__, argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Speed benchmarks: what the engines and modes cost, each a module with `main(argv)` writing one result JSON."""
