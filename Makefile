@@ -98,10 +98,15 @@ example: install
 # students, 600 test questions. Many CPU-hours: resumable stage by stage and record by record (rerun to resume).
 # WORKERS=2 runs two processes that share the stages (one torch thread each); the log is runs/gsm8k_qwen05/workerN.log.
 WORKERS ?= 1
-.PHONY: fig2
+.PHONY: fig2 fig2-snapshot
 fig2: install
 	@test -f $(GSM8K_TRAIN) -a -f $(GSM8K_TEST) || { echo "make fig2 needs GSM8K's train and test splits in data/gsm8k: run make gsm8k (network), or copy them there"; exit 1; }
 	$(BIN)/chainprune models fetch qwen2.5-coder-0.5b
 	mkdir -p runs/gsm8k_qwen05
 	for w in $$(seq 2 $(WORKERS)); do OMP_NUM_THREADS=1 $(BIN)/chainprune experiment examples/gsm8k_qwen05.yaml --threads 1 > runs/gsm8k_qwen05/worker$$w.log 2>&1 & sleep 30; done; \
 	OMP_NUM_THREADS=1 $(BIN)/chainprune experiment examples/gsm8k_qwen05.yaml --threads 1 2>&1 | tee runs/gsm8k_qwen05/worker1.log; wait
+
+# The run's stage cache without students (their adapters are tens of MB) or locks (small files: data, chains,
+# traces, evaluations so far) into examples/results/gsm8k_qwen05/stages/, to commit: a clone resumes from it.
+fig2-snapshot:
+	$(PYTHON) -c "import pathlib, shutil; shutil.copytree('runs/gsm8k_qwen05/stages', 'examples/results/gsm8k_qwen05/stages', dirs_exist_ok=True, ignore=lambda d, names: [n for n in names if n.startswith('student-') or n == 'lock'])"
