@@ -106,7 +106,8 @@ fig2: install
 	for w in $$(seq 2 $(WORKERS)); do OMP_NUM_THREADS=1 $(BIN)/chainprune experiment examples/gsm8k_qwen05.yaml --threads 1 > runs/gsm8k_qwen05/worker$$w.log 2>&1 & sleep 30; done; \
 	OMP_NUM_THREADS=1 $(BIN)/chainprune experiment examples/gsm8k_qwen05.yaml --threads 1 2>&1 | tee runs/gsm8k_qwen05/worker1.log; wait
 
-# The run's stage cache without students (their adapters are tens of MB) or locks (small files: data, chains,
-# traces, evaluations so far) into examples/results/gsm8k_qwen05/stages/, to commit: a clone resumes from it.
+# The run's stage cache without locks, checkpoints or students' adapters (small files: data, chains, traces,
+# students' summaries, evaluations so far) into examples/results/gsm8k_qwen05/stages/, to commit: a clone
+# resumes from it (that folder's README).
 fig2-snapshot:
-	$(PYTHON) -c "import pathlib, shutil; shutil.copytree('runs/gsm8k_qwen05/stages', 'examples/results/gsm8k_qwen05/stages', dirs_exist_ok=True, ignore=lambda d, names: [n for n in names if n.startswith('student-') or n == 'lock'])"
+	$(BIN)/python -c "from chainprune.pipelines.experiment.stages import snapshot; print(snapshot('runs/gsm8k_qwen05', 'examples/results/gsm8k_qwen05/stages'), 'files')"

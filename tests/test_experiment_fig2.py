@@ -8,6 +8,7 @@ import csv
 import fcntl
 import json
 import os
+import shutil
 
 import pytest
 
@@ -18,7 +19,7 @@ from conftest import GSM8K  # noqa: E402
 from chainprune.analysis.paired import mcnemar_exact, paired_difference, wilson_interval  # noqa: E402
 from chainprune.pipelines.experiment import parse_config, run_experiment  # noqa: E402
 from chainprune.pipelines.experiment.grid import run_jobs  # noqa: E402
-from chainprune.pipelines.experiment.stages import StageBusy, Stages  # noqa: E402
+from chainprune.pipelines.experiment.stages import StageBusy, Stages, snapshot  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,26 @@ def test_fig2_grid_end_to_end(tiny_dir, files, tmp_path):
     again = run_experiment(parse_config(raw_config(tiny_dir, files)), out_dir=out, results_dir=results,
                            progress_bar=False)
     assert again.stages_run == 0 and [r["accuracy"] for r in again.rows] == [r["accuracy"] for r in result.rows]
+
+    # Restored from a snapshot (no adapters): a student whose evaluation is in the snapshot is not trained again,
+    # nor are the tuning candidates (their dev accuracy is in their summaries); one whose evaluation is not is.
+    restored = tmp_path / "restored"
+    assert snapshot(out, restored / "stages") > 0
+    assert not list(restored.glob("stages/*/best")) and not list(restored.glob("stages/*/lock"))
+    def inputs(folder):
+        return json.loads((folder / "stage.json").read_text())["inputs"]
+
+    greedy_student = next(d.name for d in out.glob("stages/student-*")
+                          if "pruned" in inputs(d) and inputs(out / "stages" / inputs(d)["pruned"])["method"] == "greedy")
+    for folder in restored.glob("stages/eval-*"):
+        if inputs(folder)["student"] == greedy_student:
+            shutil.rmtree(folder)
+    reran = []
+    third = run_experiment(parse_config(raw_config(tiny_dir, files)), out_dir=restored, results_dir=tmp_path / "r3",
+                           on_stage=lambda kind, key, status: reran.append((kind, key, status)), progress_bar=False)
+    assert not third.failed and len(third.rows) == len(result.rows)
+    redone = [(kind, key) for kind, key, status in reran if status != "skip"]
+    assert [kind for kind, _ in redone] == ["student", "eval"] and f"student-{redone[0][1]}" == greedy_student
 
 
 def test_a_config_without_test_file_keeps_its_data_key(files):

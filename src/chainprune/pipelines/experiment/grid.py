@@ -120,9 +120,10 @@ class Grid:
             if hasattr(reporter, "stop"):
                 reporter.stop()
 
-    def run(self, kind: str, inputs: dict[str, Any], work: Callable[[Path], None], wait: bool = False) -> Path:
+    def run(self, kind: str, inputs: dict[str, Any], work: Callable[[Path], None], wait: bool = False,
+            complete: Callable[[Path], bool] | None = None) -> Path:
         """A stage through the cache; StageBusy (the caller's job waits its turn) while another process runs it."""
-        return self.stages.run(kind, inputs, work, wait=wait)
+        return self.stages.run(kind, inputs, work, wait=wait, complete=complete)
 
     # ---- stages ----
 
@@ -184,12 +185,20 @@ class Grid:
     def student(self, cell: Cell, pruned: Path) -> Path:
         inputs = keys.student_inputs(pruned.name, cell.student, self.data.name, self.config)
         return self.run("student", inputs, functools.partial(self._make_student, cell.student, cell.chains,
-                                                             pruned / "pruned.jsonl", cell.keep, cell.method))
+                                                             pruned / "pruned.jsonl", cell.keep, cell.method),
+                        complete=self.evaluated_or_kept)
 
-    def full_student(self, chains: Path, student: StudentSpec) -> Path:
-        """A student trained on the unpruned chains (keep 1.0)."""
+    def full_student(self, chains: Path, student: StudentSpec, to_evaluate: bool = True) -> Path:
+        """A student trained on the unpruned chains (keep 1.0). A tuning candidate (`to_evaluate` False) is read
+        for its dev accuracy alone, so it needs no adapter."""
         inputs = keys.full_student_inputs(chains.name, student, self.data.name, self.config)
-        return self.run("student", inputs, functools.partial(self._make_student, student, chains, None, 1.0, FULL))
+        return self.run("student", inputs, functools.partial(self._make_student, student, chains, None, 1.0, FULL),
+                        complete=self.evaluated_or_kept if to_evaluate else None)
+
+    def evaluated_or_kept(self, folder: Path) -> bool:
+        """Whether a trained student can be used for its test row: its evaluation is done, or its adapter is
+        there to run it (a snapshot of the stage cache leaves students' adapters out; then it trains again)."""
+        return (folder / "best").is_dir() or self.stages.is_done("eval", keys.eval_inputs(folder.name, self.data.name, self.config))
 
     def _make_student(self, student: StudentSpec, chains: Path, pruned: Path | None, keep: float, method: str,
                       folder: Path) -> None:
@@ -208,7 +217,7 @@ class Grid:
             for settings in student.candidates():
                 candidate = dataclasses.replace(student, sft=settings)
                 try:
-                    folder = self.full_student(chains, candidate)
+                    folder = self.full_student(chains, candidate, to_evaluate=False)
                 except StageBusy as e:
                     busy = e
                     continue

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -80,10 +81,18 @@ class Stages:
     def is_done(self, kind: str, inputs: dict[str, Any]) -> bool:
         return (self.folder(kind, inputs) / "done").exists()
 
-    def run(self, kind: str, inputs: dict[str, Any], work: Callable[[Path], None], wait: bool = True) -> Path:
+    def run(self, kind: str, inputs: dict[str, Any], work: Callable[[Path], None], wait: bool = True,
+            complete: Callable[[Path], bool] | None = None) -> Path:
+        """The stage's folder, its `work` run first unless it is done. `complete(folder)`: whether a done stage
+        still holds what this caller needs (a snapshot may leave large files out); if not, it is run again from
+        scratch (what is left of it was made elsewhere, perhaps with other paths)."""
         folder = self.folder(kind, inputs)
         key = folder.name.removeprefix(f"{kind}-")
-        if (folder / "done").exists():
+
+        def usable() -> bool:
+            return (folder / "done").exists() and (complete is None or complete(folder))
+
+        if usable():
             self._report(kind, key, "skip")
             return folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -93,9 +102,15 @@ class Stages:
                 fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 raise StageBusy(folder) from None
-            if (folder / "done").exists():  # finished by the process we waited for
+            if usable():  # finished by the process we waited for
                 self._report(kind, key, "skip")
                 return folder
+            if (folder / "done").exists():  # done, but not holding what this caller needs: start afresh
+                for path in folder.iterdir():
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif path.name != "lock":
+                        path.unlink()
             status = "resume" if (folder / "stage.json").exists() else "run"
             (folder / "stage.json").write_text(json.dumps({"kind": kind, "inputs": inputs}, indent=2, default=str) + "\n")
             self._report(kind, key, status)
@@ -110,6 +125,21 @@ class Stages:
         with self.log.open("a") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {status} {kind}-{key}\n")
         self.on_stage(kind, key, status)
+
+
+def snapshot(root: Path, target: Path) -> int:
+    """Copy the stage cache of the run at `root` into `target` (a `stages/` folder to commit, or another run's)
+    without what is large or of this process alone: locks, training checkpoints and students' adapters
+    (`best/`). A restored student is trained again only where its test evaluation still needs its adapter
+    (`Grid.evaluated_or_kept`); stages without `done` resume record by record. Returns the files copied."""
+    copied = []
+
+    def skipped(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n == "lock" or n == "best" or n.startswith("checkpoint-")]
+
+    shutil.copytree(Path(root) / "stages", target, ignore=skipped, dirs_exist_ok=True,
+                    copy_function=lambda src, dst: copied.append(shutil.copy2(src, dst)))
+    return len(copied)
 
 
 # ---- stage inputs: `folder` arguments are the folder names (KIND-KEY) of the stages read ----
