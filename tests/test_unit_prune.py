@@ -19,6 +19,8 @@ from test_engines import CHAINS
 
 UNIT_CHAINS = [c for c in CHAINS if c.id != "one"] + [
     Chain("equation", "How many?", "Natalia sold 48/2 = 24 clips in May. Then 48+24 = 72.", "The answer is 72."),
+    Chain("lines", "How many?", "Natalia sold 48/2 = 24 clips in May.\nThen she sold 48+24 = 72.\nSo 72 in all.",
+          "The answer is 72."),
 ]
 
 
@@ -27,7 +29,7 @@ def spans_of(pruner, chain, unit):
     return ids, unit_spans(ids.reasoning_texts, unit)
 
 
-@pytest.mark.parametrize("unit", ["word", "sentence"])
+@pytest.mark.parametrize("unit", ["word", "sentence", "step"])
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 @pytest.mark.parametrize("chain", UNIT_CHAINS, ids=lambda c: c.id)
 def test_naive_unit_candidates_equal_a_plain_forward(tiny_pruner, chain, objective, unit):
@@ -41,7 +43,7 @@ def test_naive_unit_candidates_equal_a_plain_forward(tiny_pruner, chain, objecti
 
 
 @pytest.mark.parametrize("engine", ["prefix", "packed"])
-@pytest.mark.parametrize("unit", ["word", "sentence"])
+@pytest.mark.parametrize("unit", ["word", "sentence", "step"])
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 @pytest.mark.parametrize("chain", UNIT_CHAINS, ids=lambda c: c.id)
 def test_fast_engines_score_units_as_naive_does(tiny_pruner, chain, objective, unit, engine):
@@ -63,7 +65,7 @@ def unit_trace(pruner, chain, unit, engine, objective="joint", keep=(0.9, 0.7, 0
     return prune_chain(pruner, chain, keep=list(keep), objective=objective, engine=engine, unit=unit)
 
 
-@pytest.mark.parametrize("unit", ["word", "sentence"])
+@pytest.mark.parametrize("unit", ["word", "sentence", "step"])
 @pytest.mark.parametrize("objective", ["joint", "answer"])
 @pytest.mark.parametrize("chain", UNIT_CHAINS, ids=lambda c: c.id)
 def test_unit_prunes_agree_across_engines(tiny_pruner, chain, objective, unit):
@@ -77,7 +79,7 @@ def test_unit_prunes_agree_across_engines(tiny_pruner, chain, objective, unit):
         }
 
 
-@pytest.mark.parametrize("unit", ["word", "sentence"])
+@pytest.mark.parametrize("unit", ["word", "sentence", "step"])
 def test_each_step_deletes_the_best_unit(tiny_pruner, unit):
     chain = UNIT_CHAINS[-1]
     trace = unit_trace(tiny_pruner, chain, unit, "packed")
@@ -102,7 +104,7 @@ def test_each_step_deletes_the_best_unit(tiny_pruner, unit):
         remaining.pop(best)
 
 
-@pytest.mark.parametrize("unit", ["word", "sentence"])
+@pytest.mark.parametrize("unit", ["word", "sentence", "step"])
 def test_keep_fractions_count_tokens_and_stop_at_the_first_unit_state_below(tiny_pruner, unit):
     chain = UNIT_CHAINS[-1]
     trace = unit_trace(tiny_pruner, chain, unit, "packed", keep=(0.9, 0.7, 0.5))
@@ -171,3 +173,14 @@ def test_unit_prunes_refuse_approximate_modes_not_measured_with_units(tiny_prune
     exact = prune_chain(tiny_pruner, chain, keep=[0.5], unit="word")
     assert fast.mode == {"screen": 1, "lookahead": 2, "margin": 1e9}
     assert fast.deletion_order == exact.deletion_order  # an unbounded margin re-scores every close candidate
+
+
+def test_steps_are_pruned_exactly_only(tiny_pruner):
+    """No approximate mode's fidelity has been measured with steps: each is refused, saying so."""
+    from chainprune.pruning import Approximation
+
+    chain = UNIT_CHAINS[-1]
+    assert len(spans_of(tiny_pruner, chain, "step")[1]) == 3  # one step per line
+    for mode in (Approximation(screen=2, lookahead=3, margin=5.0), Approximation(per_step=2)):
+        with pytest.raises(ValueError, match="with unit 'step' only exact greedy"):
+            prune_chain(tiny_pruner, chain, keep=[0.5], unit="step", approximation=mode)

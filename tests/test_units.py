@@ -1,4 +1,4 @@
-"""Units of deletion: the word and sentence rules on characters, and how tokens are assigned to units."""
+"""Units of deletion: the word, sentence and step rules on characters, and how tokens are assigned to units."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ def words(texts: list[str]) -> list[str]:
 
 def sentences(texts: list[str]) -> list[str]:
     return ["".join(texts[a:b]) for a, b in unit_spans(texts, "sentence")]
+
+
+def steps(texts: list[str]) -> list[str]:
+    return ["".join(texts[a:b]) for a, b in unit_spans(texts, "step")]
 
 
 def chars(text: str) -> list[str]:
@@ -78,8 +82,27 @@ def test_real_tokenizer_spans_cover_the_chain(tiny_tokenizer):
 
     chain = Chain("x", "How many?", "Natalia sold 48/2 = 24 clips in May. She sold 48+24 = 72 clips.", "The answer is 72.")
     ids = tokenize_chain(tiny_tokenizer, chain)
-    for unit in ("word", "sentence"):
+    for unit in ("word", "sentence", "step"):
         spans = unit_spans(ids.reasoning_texts, unit)
         assert spans[0][0] == 0 and spans[-1][1] == len(ids.reasoning_ids)
         assert "".join("".join(ids.reasoning_texts[a:b]) for a, b in spans) == chain.reasoning
     assert len(unit_spans(ids.reasoning_texts, "sentence")) == 2
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("First 48/2 = 24.\nThen 48+24 = 72.\nSo 72.", ["First 48/2 = 24.", "\nThen 48+24 = 72.", "\nSo 72."]),  # lines
+        ("Step 1: a.\nstill step 1.\n\nStep 2: b.\n\n\nStep 3.",  # blank lines: paragraphs, whatever their lines
+         ["Step 1: a.\nstill step 1.", "\n\nStep 2: b.", "\n\n\nStep 3."]),
+        ("p1\n \t\np2", ["p1", "\n \t\np2"]),  # a line of whitespace only is blank
+        ("one line, two sentences. Here.", ["one line, two sentences. Here."]),
+        ("\n\nlead\nend\n", ["\n\nlead", "\nend\n"]),  # whitespace joins the next step; trailing, the last
+    ],
+)
+def test_step_rule_on_characters(text, expected):
+    assert steps(chars(text)) == expected
+
+
+def test_steps_of_tokens_that_straddle_a_line_break_join_the_first():
+    assert steps(["So 2", ".\nThen", " 3."]) == ["So 2.\nThen", " 3."]

@@ -76,7 +76,7 @@ class Trace:
     # scoring options not at their defaults (`scoring.engine.ScoringOptions`: speed and memory only, never the
     # scores); left out of the JSON when all are at their defaults
     options: dict[str, Any] | None = None
-    # Deletion by larger units (`chainprune.units`): "word" or "sentence", and each unit's token span [start,
+    # Deletion by larger units (`chainprune.units`): "word", "sentence" or "step", and each unit's token span [start,
     # end) in reasoning order. Then `deletion_order` lists a unit's tokens together (in position order), the
     # tokens of a unit share their `deleted_step`, and `objective_values[s]` follows s unit deletions.
     # Both are left out of the JSON for token traces (the paper's).

@@ -1,4 +1,4 @@
-"""Units of deletion over a chain's reasoning: tokens, words or sentences, as contiguous spans of tokens.
+"""Units of deletion over a chain's reasoning: tokens, words, sentences or steps, as contiguous spans of tokens.
 
 The rule is stated on characters, then carried to tokens:
 - word: a run of non-whitespace characters, with the punctuation attached to it ("clips.", "(48", "$10"),
@@ -7,6 +7,9 @@ The rule is stated on characters, then carried to tokens:
   "48", "/", "2", "=", "24"). A number ("1,234.50") is never split.
 - sentence: a run of text ending after `.`, `?` or `!` (a run of them, with closing quotes or brackets) that is
   followed by whitespace or the end of the text, or ending at a newline. "3.5" and "e.g.5" do not end one.
+- step (the unit of step-level reward models): a paragraph when the text has blank lines (steps separated by
+  one or more lines holding only whitespace), otherwise a line; the whitespace between steps belongs to the
+  next one, as for every unit.
 A token belongs to the unit holding its first non-whitespace character; a token of whitespace only belongs
 to the unit of the next non-whitespace character (the last unit at the end of the text). So a token that
 straddles two units (a BPE merge like "2=" or ".\\n") joins the first, units are contiguous token spans, and
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-UNITS = ("token", "word", "sentence")
+UNITS = ("token", "word", "sentence", "step")
 OPERATORS = "+-*/=×÷^<>−"
 _ENDS = ".?!"
 _CLOSERS = "\"')]}”’"
@@ -77,6 +80,25 @@ def sentence_starts(text: str) -> list[int]:
     return index
 
 
+def step_starts(text: str) -> list[int]:
+    """For each character, the index of the step it belongs to (-1 for whitespace): paragraphs when the text
+    has a blank line, else lines."""
+    breaks = r"\n[ \t\r\f\v]*\n\s*" if re.search(r"\n[ \t\r\f\v]*\n", text.strip()) else r"\n\s*"
+    index = [-1] * len(text)
+    step, at = 0, 0
+    for match in [*re.finditer(breaks, text), None]:
+        end = match.start() if match is not None else len(text)
+        piece = text[at:end]
+        if piece.strip():
+            for i in range(at, end):
+                if not text[i].isspace():
+                    index[i] = step
+            step += 1
+        if match is not None:
+            at = match.end()
+    return index
+
+
 def check_unit(unit: str) -> None:
     """ValueError unless `unit` is one of `UNITS`."""
     if unit not in UNITS:
@@ -91,7 +113,7 @@ def unit_spans(texts: list[str], unit: str) -> list[tuple[int, int]]:
     if unit == "token":
         return [(i, i + 1) for i in range(len(texts))]
     text = "".join(texts)
-    of_char = word_starts(text) if unit == "word" else sentence_starts(text)
+    of_char = {"word": word_starts, "sentence": sentence_starts, "step": step_starts}[unit](text)
     owners: list[int | None] = []
     offset = 0
     for piece in texts:

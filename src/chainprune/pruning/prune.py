@@ -38,7 +38,7 @@ def prune_chain(
     tokens). `approximation` trades exactness for speed; the trace's `mode` then records it. `on_scores(remaining,
     scores)` observes every scoring pass (see `greedy_prune`). `screener(ids)`, predicted scores of the
     current chain's reasoning tokens, guides `approximation.screen` instead of stale scores.
-    `unit` ("token", "word" or "sentence", see `chainprune.units`): what one greedy step deletes; keep fractions
+    `unit` ("token", "word", "sentence" or "step", see `chainprune.units`): what one greedy step deletes; keep fractions
     count tokens, and a keep fraction's chain is the state after the fewest unit deletions that keep at most
     floor(n r) tokens. `options`: how scoring runs (speed and memory only; the trace records those not at
     their defaults in `options`).
@@ -81,7 +81,9 @@ def check_unit_mode(unit: str, approximation: Approximation, screened_by_surroga
     if unit == "token":
         return
     if screened_by_surrogate:
-        raise ValueError("a surrogate predicts the scores of single tokens: it cannot screen word or sentence units")
+        raise ValueError("a surrogate predicts the scores of single tokens: it cannot screen word, sentence or step units")
+    if unit == "step" and not approximation.exact:
+        raise ValueError("with unit 'step' only exact greedy: no approximate mode's fidelity has been measured with steps")
     if not approximation.exact and approximation.margin is None:
         raise ValueError(f"with unit {unit!r}, the approximate mode measured is screen + lookahead + margin "
                          "(--screen 2 --lookahead 3 --margin 5); use it or exact greedy")
