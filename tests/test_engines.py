@@ -492,3 +492,25 @@ def test_ties_between_candidates_scored_in_separate_calls_go_to_the_smallest_pos
     approx = prune_chain(pruner, CHAINS[1], keep=[0.6], engine="packed",
                          approximation=Approximation(screen=1, lookahead=2, margin=1e9))
     assert approx.deletion_order == exact.deletion_order
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+@pytest.mark.parametrize("unit", ["token", "word", "sentence"])
+@pytest.mark.parametrize("objective", ["joint", "answer"])
+def test_an_engines_count_is_the_work_of_its_pass(tiny_pruner, engine, unit, objective):
+    """`Engine.count`, from the lengths alone, is exactly the token-forwards one exact pass over every candidate
+    computes (the chain's forward given), for every batch bound: what `prune --estimate` adds up."""
+    from chainprune.scoring.chain_state import forward_current
+    from chainprune.scoring.engine import PassShape
+    from chainprune.units import unit_spans
+
+    for chain in CHAINS[:4]:
+        ids = tokenize_chain(tiny_pruner.tokenizer, chain)
+        spans = unit_spans(ids.reasoning_texts, unit)
+        for budget in (64, 8192):
+            current = forward_current(tiny_pruner.model, ids, objective, ForwardStats())
+            stats = ForwardStats()
+            request = ScoreRequest(ids, objective, budget, spans=spans, stats=stats, cache=ChainCache(current=current))
+            ENGINES[engine](tiny_pruner.model, request)
+            shape = PassShape(len(ids.prompt_ids), len(ids.answer_ids), tuple(spans), objective, budget)
+            assert ENGINES[engine].count(shape) == stats.token_forwards, (chain.id, budget)

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
+from chainprune.choices import (
+    DEFAULT_DEVICE,
+    DEFAULT_DTYPE,
+    DEFAULT_ENGINE,
+    DEFAULT_MAX_BATCH_TOKENS,
+    DEFAULT_MODEL,
+)
 from chainprune.cli.common import (
     MODEL_NAMES_HELP,
     Chains,
@@ -55,6 +61,7 @@ def prune(
     ray: Annotated[bool, typer.Option("--ray", help="Spread the chains over Ray workers (one pruner per GPU, or one per CPU); same traces as a single process. Needs the `ray` extra.")] = False,
     ray_address: Annotated[str | None, typer.Option(help="With --ray: the cluster to join ('auto' = the one started here with `ray start`, or HOST:PORT). Default: start a local Ray instance.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="With --ray: number of pruners (default: one per GPU of the cluster, or one per CPU).")] = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Prune nothing: print what this run would cost, per chain and in all: the token-forwards of exact greedy (expected, and the range by where its deletions fall; an upper bound for an approximate mode) and their time here (at the pruner's throughput, measured now) and on an H100 (from FLOPs per token-forward at 30% of peak). --out is not written.")] = False,
 ) -> None:
     """Greedy-prune every chain in INPUT and write one trace per chain to --out.
 
@@ -65,6 +72,9 @@ def prune(
     from chainprune.report.progress import ProgressReporter, summary_table
 
     config = config_from(PruneConfig, locals(), keep=keep or [0.5])
+    if estimate:
+        _estimate(input, config)
+        return
     if ray or ray_address is not None or workers is not None:
         if batch_chains > 1:
             raise typer.BadParameter("with --ray each worker prunes one chain at a time", param_hint="--batch-chains")
@@ -79,7 +89,10 @@ def _prune_on_ray(input: Path, out: Path, config, resume: bool, overwrite: bool,
                   ray_address: str | None, workers: int | None) -> None:
     """`prune --ray`: the distributed pipeline, with cluster progress and summary."""
     from chainprune.pipelines.distributed import RayOptions, run_prune_distributed
-    from chainprune.report.cluster_progress import ClusterProgress, distributed_summary_table
+    from chainprune.report.cluster_progress import (
+        ClusterProgress,
+        distributed_summary_table,
+    )
 
     if not ray:
         raise typer.BadParameter("--workers and --ray-address need --ray", param_hint="--ray")
@@ -87,6 +100,21 @@ def _prune_on_ray(input: Path, out: Path, config, resume: bool, overwrite: bool,
     options = RayOptions(address=ray_address, workers=workers)
     _run_and_report(lambda: run_prune_distributed(input, out, config, options, resume=resume, overwrite=overwrite,
                                                   reporter=reporter), reporter, distributed_summary_table, out)
+
+
+def _estimate(input: Path, config) -> None:
+    from chainprune.pipelines.estimate import run_estimate
+    from chainprune.report.progress import estimate_table
+
+    try:
+        report = run_estimate(input, config)
+    except (ValueError, ImportError, RuntimeError, OSError) as e:
+        fail(str(e))
+    out_console.print(estimate_table(report))
+    for failure in report.failures:
+        err_console.print(f"[red]bad record[/red] {escape(str(failure))}")
+    if report.failures:
+        raise typer.Exit(1)
 
 
 def _run_and_report(run, reporter, table, out: Path) -> None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from chainprune.data.jsonl import RecordError
@@ -91,4 +99,38 @@ def summary_table(summary: PruneSummary) -> Table:
     ]
     for key, value in rows:
         table.add_row(key, value)
+    return table
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_table(report: Any) -> Table:
+    """`prune --estimate`: per chain and in all, the token-forwards and what they mean here and on a GPU."""
+    bound = "" if report.exact else " (at most: an approximate mode does less)"
+    table = Table(title=f"estimate of exact greedy{bound}: token-forwards expected (range by where deletions fall)")
+    for column in ("id", "tokens", "reasoning", "units", "passes", "token-forwards", "range",
+                   f"here ({report.device})", f"{report.gpu} at {report.gpu_utilisation:.0%}"):
+        table.add_column(column, justify="left" if column == "id" else "right")
+    here = gpu = 0.0
+    for chain in report.chains:
+        e = chain.estimate
+        seconds_gpu = report.seconds_on_gpu(chain, e.token_forwards)
+        here, gpu = here + report.seconds_here(e.token_forwards), gpu + seconds_gpu
+        table.add_row(chain.id, str(chain.tokens), str(chain.reasoning), str(chain.units), str(e.passes),
+                      f"{e.token_forwards:,}", f"{e.low:,}-{e.high:,}", _duration(report.seconds_here(e.token_forwards)),
+                      _duration(seconds_gpu))
+    if report.chains:
+        table.add_row("all", "", "", "", str(sum(c.estimate.passes for c in report.chains)), f"{report.token_forwards:,}",
+                      f"{sum(c.estimate.low for c in report.chains):,}-{sum(c.estimate.high for c in report.chains):,}",
+                      _duration(here), _duration(gpu), style="bold")
+    table.caption = (f"here: {report.rate:,.0f} token-forwards/s, measured now; GPU: FLOPs per token-forward at "
+                     f"{report.gpu_utilisation:.0%} of bfloat16 peak (stated, not measured)")
     return table

@@ -16,7 +16,9 @@ keeps for the chain), it declares:
   and adds to it (when `partials` is not None); the caller keeps them across passes;
 - `run_packs`: its forwards are packs that the forwards of several chains pruned at once can run as one
   (`--batch-chains`); this runs a list of them;
-- `estimate`: it gives lookahead estimates (`--lookahead`), as `estimate(model, request, window)`.
+- `estimate`: it gives lookahead estimates (`--lookahead`), as `estimate(model, request, window)`;
+- `count`: the token-forwards of one exact pass over every candidate, from the lengths alone (`PassShape`),
+  the chain's forward given: what `chainprune prune --estimate` adds up before a run.
 
 `ScoringOptions` are the switches that change speed and memory, never the scores; they travel in the request,
 and a trace records those not at their defaults. This module knows no engine by name; the registry
@@ -95,6 +97,27 @@ class ScoreRequest:
         return forward_current(model, self.ids, self.objective, self.stats)
 
 
+@dataclass(frozen=True)
+class PassShape:
+    """What the work of one exact scoring pass depends on, without the tokens: the prompt and answer lengths,
+    every candidate's span in the reasoning as it stands (the spans cover it), the objective and the batch
+    bound."""
+
+    n_prompt: int
+    n_answer: int
+    spans: tuple[tuple[int, int], ...]
+    objective: str = "joint"
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+
+    @property
+    def m(self) -> int:
+        return self.spans[-1][1] if self.spans else 0
+
+    @property
+    def length(self) -> int:
+        return self.n_prompt + self.m + self.n_answer
+
+
 class ScoreFunction(Protocol):
     def __call__(self, model: Any, request: ScoreRequest) -> Scores: ...
 
@@ -118,6 +141,7 @@ class Engine:
     keeps_suffixes: bool = False
     run_packs: Callable[[Any, list[Any]], list[Any]] | None = None
     estimate: EstimateFunction | None = None
+    count: Callable[[PassShape], int] | None = None
 
     def __post_init__(self) -> None:
         if self.keeps_suffixes and not self.reuses_forward:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from chainprune.scoring.engine import Engine, ScoreRequest
+from chainprune.scoring.engine import Engine, PassShape, ScoreRequest
 from chainprune.scoring.objectives import objective_start, sequence_objectives
 
 
@@ -46,4 +46,9 @@ def score_naive(model: Any, request: ScoreRequest) -> tuple[float, torch.Tensor]
     return base, scores
 
 
-NAIVE = Engine("naive", score_naive)
+def count_naive(shape: PassShape) -> int:
+    """Token-forwards of one pass: the chain as it stands, then every candidate sequence in full."""
+    return shape.length + sum(shape.length - (b - a) for a, b in shape.spans)
+
+
+NAIVE = Engine("naive", score_naive, count=count_naive)

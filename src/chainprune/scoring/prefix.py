@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from chainprune.scoring.engine import Engine, ScoreRequest
+from chainprune.scoring.engine import Engine, PassShape, ScoreRequest
 from chainprune.scoring.logprobs import run_decoder, target_logprobs
 
 MAX_REDUNDANCY = 0.25  # a chunk's width is at most this fraction of its row length
@@ -33,6 +33,35 @@ def chunk_width(row_length: int, held_tokens: int, remaining: int, max_batch_tok
     by_budget = max_batch_tokens // max(held_tokens, 1)
     by_redundancy = int(row_length * MAX_REDUNDANCY)
     return max(1, min(remaining, by_budget, by_redundancy))
+
+
+def chunk_plan(
+    spans: list[tuple[int, int]], wanted: list[int], n_prompt: int, m: int, length: int, max_batch_tokens: int
+) -> list[tuple[list[int], int, int, int]]:
+    """The chunks one pass runs, in order: (its candidates, the first token a they may delete, their width, the
+    row length: tokens recomputed per row). A chunk holds the wanted candidates starting in [a, a + span) and as
+    wide; `span` from `chunk_width`."""
+    plan, k = [], 0
+    while k < len(wanted):
+        a, end = spans[wanted[k]]
+        width = end - a
+        row_length = length - n_prompt - a - width - 1  # candidate length (L - width) minus shared prefix minus last token
+        span = chunk_width(row_length, length - width, m - a, max_batch_tokens)
+        chunk = []
+        for j in wanted[k : k + span]:
+            if spans[j][0] >= a + span or spans[j][1] - spans[j][0] != width:
+                break
+            chunk.append(j)
+        k += len(chunk)
+        plan.append((chunk, a, width, row_length))
+    return plan
+
+
+def count_prefix(shape: PassShape) -> int:
+    """Token-forwards of one exact pass over every candidate (the chain's forward given)."""
+    spans = list(shape.spans)
+    plan = chunk_plan(spans, list(range(len(spans))), shape.n_prompt, shape.m, shape.length, shape.max_batch_tokens)
+    return sum(len(chunk) * row_length for chunk, _, _, row_length in plan if row_length > 0)
 
 
 @torch.no_grad()
@@ -54,19 +83,8 @@ def score_prefix(model: Any, request: ScoreRequest) -> tuple[float, torch.Tensor
     scores = torch.full((len(spans),), float("nan"), dtype=torch.float64, device=device)
     wanted = request.wanted(len(spans))
 
-    k = 0
-    while k < len(wanted):
-        a, end = spans[wanted[k]]
-        width = end - a
+    for chunk, a, width, row_length in chunk_plan(spans, wanted, n_prompt, m, length, max_batch_tokens):
         shared = n_prompt + a  # tokens of the shared prefix
-        row_length = length - shared - width - 1  # candidate length (L - width) minus shared prefix minus last token
-        span = chunk_width(row_length, length - width, m - a, max_batch_tokens)
-        chunk = []  # wanted candidates starting in [a, a + span) and as wide
-        for j in wanted[k : k + span]:
-            if spans[j][0] >= a + span or spans[j][1] - spans[j][0] != width:
-                break
-            chunk.append(j)
-        k += len(chunk)
         rows_in_chunk = len(chunk)
         skipped = torch.tensor([spans[j][0] for j in chunk], device=device)[:, None] - a  # (rows, 1): first token each row leaves out
         # rows[r] = seq[shared:] without its `width` tokens from skipped[r]: (rows, row_length + 1), the last
@@ -100,4 +118,4 @@ def score_prefix(model: Any, request: ScoreRequest) -> tuple[float, torch.Tensor
     return current.base, scores.cpu()
 
 
-PREFIX = Engine("prefix", score_prefix, reuses_forward=True)
+PREFIX = Engine("prefix", score_prefix, reuses_forward=True, count=count_prefix)

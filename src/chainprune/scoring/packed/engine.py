@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from chainprune.scoring.chain_state import BestContinuation, Continuation, CurrentChain, Partial
-from chainprune.scoring.engine import Engine, ScoreRequest
+from chainprune.scoring.engine import Engine, PassShape, ScoreRequest
 from chainprune.scoring.packed.attention import Pack, run_pack, run_packs
 from chainprune.scoring.packed.layout import PackLayout
 
@@ -217,6 +217,12 @@ def _score_pack(
         first += end - begin
 
 
+def count_packed(shape: PassShape) -> int:
+    """Token-forwards of one exact pass with nothing resumed: every candidate's whole suffix once."""
+    return sum(max(0, shape.m + shape.n_answer - b - 1) for _, b in shape.spans)
+
+
 PACKED = Engine(
-    "packed", score_packed, reuses_forward=True, keeps_suffixes=True, run_packs=run_packs, estimate=score_lookahead
+    "packed", score_packed, reuses_forward=True, keeps_suffixes=True, run_packs=run_packs, estimate=score_lookahead,
+    count=count_packed,
 )
