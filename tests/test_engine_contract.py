@@ -59,3 +59,32 @@ def test_an_engine_is_given_only_what_it_takes(tiny_pruner):
     assert estimates.tolist() == pytest.approx(scores.tolist(), rel=1e-10, abs=1e-10)
     assert scorer.cache.current is not None  # the estimates' forward (the estimator reuses it)
     assert scorer.cache.best.kept is None  # naive offered no continuation
+
+
+def test_a_pass_out_of_memory_halves_the_batch_and_retries(tiny_pruner, monkeypatch):
+    """On a GPU an out-of-memory error in a pass halves `max_batch_tokens` and runs the pass again: the same
+    deletions and objectives as a run that never ran out (the error is injected above a bound)."""
+    import torch
+
+    real = ENGINES["packed"]
+    calls = []
+
+    def tight(model, request):
+        calls.append(request.max_batch_tokens)
+        if request.max_batch_tokens > 100:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real.score(model, request)
+
+    monkeypatch.setitem(ENGINES, "tight", dataclasses.replace(real, name="tight", score=tight))
+    got = prune_chain(tiny_pruner, CHAIN, keep=[0.5], engine="tight", max_batch_tokens=1000)
+    expected = prune_chain(tiny_pruner, CHAIN, keep=[0.5], engine="packed", max_batch_tokens=1000)
+    assert got.deletion_order == expected.deletion_order
+    assert got.objective_values == pytest.approx(expected.objective_values, rel=1e-12)
+    assert calls[:5] == [1000, 500, 250, 125, 62] and set(calls[5:]) == {62}  # halved once, kept for the chain
+
+    def never(model, request):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setitem(ENGINES, "never", dataclasses.replace(real, name="never", score=never))
+    with pytest.raises(torch.OutOfMemoryError):
+        prune_chain(tiny_pruner, CHAIN, keep=[0.5], engine="never", max_batch_tokens=8)

@@ -45,6 +45,7 @@ class ChainScorer:
         self.engine = get_engine(engine)
         self.estimator = get_engine(estimator) if estimator is not None else default_estimator(self.engine)
         self.max_batch_tokens = max_batch_tokens
+        self.halvings = 0  # times a pass ran out of memory and `max_batch_tokens` was halved
         self.stats = ForwardStats()
         # the deletion candidates: [start, end) spans of reasoning tokens (one per token unless units are given)
         self.units = token_spans(len(ids.reasoning_ids)) if units is None else [tuple(u) for u in units]
@@ -105,12 +106,28 @@ class ChainScorer:
             cache=cache, options=self.options,
         )
 
+    def _halving(self, score):
+        """`score()`, and while it runs out of memory (a GPU's `torch.OutOfMemoryError`), again with half the
+        batch bound (`max_batch_tokens`, kept halved for the rest of the chain): the scores do not change, only
+        how many tokens one forward holds. What a failed call computed of the suffixes stays valid and is
+        resumed. Raised once a bound of one token still does not fit."""
+        while True:
+            try:
+                return score()
+            except torch.OutOfMemoryError:
+                if self.max_batch_tokens <= 1:
+                    raise
+                self.max_batch_tokens //= 2
+                self.halvings += 1
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+
     def candidates(self, remaining: Sequence[int], subset: Sequence[int] | None = None) -> tuple[float, torch.Tensor]:
         cache = None
         if self.engine.reuses_forward:
             self.forward(remaining)
             cache = self.cache
-        base, scores = self.engine(self.model, self._request(remaining, subset, cache))
+        base, scores = self._halving(lambda: self.engine(self.model, self._request(remaining, subset, cache)))
         if self._scored[0] != tuple(remaining):
             self._scored = (tuple(remaining), {})
         known = self._scored[1]
@@ -122,7 +139,8 @@ class ChainScorer:
         self.forward(remaining)
         if self.cache.partials is None:
             self.cache.partials = {}
-        _, scores = self.estimator.estimate(self.model, self._request(remaining, subset, self.cache), lookahead)
+        _, scores = self._halving(
+            lambda: self.estimator.estimate(self.model, self._request(remaining, subset, self.cache), lookahead))
         return tie_repeated_tokens(self._keys(remaining), scores)
 
     def objective(self, remaining: Sequence[int]) -> float:
