@@ -47,3 +47,16 @@ def test_estimate_prints_the_cost_and_prunes_nothing(tmp_path, tiny_model_dir):
     assert result.exit_code == 1  # the bad record
     assert "estimate of exact greedy" in result.output and "token-forwards/s, measured now" in result.output
     assert CHAINS[0].id in result.output and "line 3" in result.output and not out.exists()
+
+
+def test_a_prune_run_says_its_estimate_when_it_starts(tmp_path, tiny_model_dir):
+    source = tmp_path / "in.jsonl"
+    chain = CHAINS[0]
+    source.write_text(json.dumps({"id": chain.id, "question": chain.question, "reasoning": chain.reasoning,
+                                  "answer": chain.answer}) + "\n")
+    result = CliRunner().invoke(app, ["prune", str(source), "--out", str(tmp_path / "t.jsonl"), "--model",
+                                      str(tiny_model_dir), "--dtype", "float64", "-k", "0.5", "--engine", "naive"])
+    assert result.exit_code == 0, result.output
+    trace = json.loads((tmp_path / "t.jsonl").read_text())
+    said = next(line for line in result.output.splitlines() if line.startswith("estimate: "))
+    assert f"estimate: {trace['token_forwards']:,} token-forwards" in said  # naive on tokens: exact

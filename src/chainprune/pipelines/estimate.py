@@ -21,7 +21,7 @@ from chainprune.chains import ChainError, tokenize_chain
 from chainprune.data.jsonl import RecordError, read_chains
 from chainprune.models import load_model
 from chainprune.pipelines.prune import PruneConfig
-from chainprune.pruning.estimate import PruneEstimate, estimate_prune
+from chainprune.pruning.estimate import PruneEstimate, estimate_chain
 from chainprune.run import require_input
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.objectives import objective_start, sequence_objectives
@@ -112,10 +112,10 @@ def run_estimate(input_path: Path, config: PruneConfig, calibrate_seconds: float
         except (ChainError, ValueError) as e:
             report.failures.append(RecordError(line, chain.id, str(e)))
             continue
-        units = unit_spans(ids.reasoning_texts, config.unit)
-        estimate = estimate_prune(len(ids.prompt_ids), len(ids.answer_ids), units, min(config.keep), config.engine,
-                                  config.objective, config.max_batch_tokens)
-        report.chains.append(ChainEstimate(chain.id, len(ids.input_ids), len(ids.reasoning_ids), len(units), estimate,
+        estimate = estimate_chain(pruner.tokenizer, chain, min(config.keep), config.engine, config.objective,
+                                  config.unit, config.max_batch_tokens)
+        units = len(unit_spans(ids.reasoning_texts, config.unit))
+        report.chains.append(ChainEstimate(chain.id, len(ids.input_ids), len(ids.reasoning_ids), units, estimate,
                                            flops_per_token_forward(pruner.model, len(ids.input_ids))))
         lengths.append(len(ids.input_ids))
     if lengths:

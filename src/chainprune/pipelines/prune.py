@@ -25,7 +25,8 @@ from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains
 from chainprune.data.scores import ScoreRecorder, scores_path
 from chainprune.keep import normalize_keep_fractions
 from chainprune.models import LoadedModel, load_model, resolve_device, resolve_dtype
-from chainprune.pruning import Approximation, check_unit_mode, prune_chain
+from chainprune.pruning import Approximation, ChainError, check_unit_mode, prune_chain
+from chainprune.pruning.estimate import estimate_chain
 
 # PruneSummary, Reporter and errors_path are also imported from here (by the CLI and the demo)
 from chainprune.run import PruneSummary, Reporter, errors_path, open_output, require_input, write_errors  # noqa: F401
@@ -114,6 +115,9 @@ class StepsTogether(Reporter):
     def start(self, total: int) -> None:
         self.reporter.start(total)
 
+    def estimate(self, token_forwards: int, exact: bool) -> None:
+        self.reporter.estimate(token_forwards, exact)
+
     def example(self, chain: Chain, steps: int) -> None:
         with self.lock:
             self.steps[threading.get_ident()] = (0, steps)
@@ -153,6 +157,8 @@ def run_prune(
         reporter = StepsTogether(reporter)
     reporter.start(len(todo))
     if todo:
+        reporter.estimate(estimated_work(pruner, [chain for _, chain in todo], config), config.approximation.exact)
+    if todo:
         with JsonlAppender(out) as writer, ScoresWriter(out if config.save_scores else None) as score_writer:
             lock = threading.Lock()  # one chain's results at a time into the files and the summary
 
@@ -179,6 +185,19 @@ def run_prune(
     summary.seconds = time.perf_counter() - started
     write_errors(out, summary.failures)
     return summary
+
+
+def estimated_work(pruner: LoadedModel, chains: list[Chain], config: PruneConfig) -> int:
+    """The token-forwards exact greedy would compute on `chains` (`pruning.estimate`; chains that cannot be
+    tokenized are left out: their errors come when they are pruned)."""
+    total = 0
+    for chain in chains:
+        try:
+            total += estimate_chain(pruner.tokenizer, chain, min(config.keep), config.engine, config.objective,
+                                    config.unit, config.max_batch_tokens).token_forwards
+        except (ChainError, ValueError):
+            continue
+    return total
 
 
 def open_run(

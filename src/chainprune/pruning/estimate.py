@@ -9,7 +9,7 @@ an expectation, exact for `naive` on token units (where the work does not depend
 `tests/test_estimate.py` holds it to measured prunes, and BENCHMARKS.md, "Estimates", to real ones. Approximate modes do less
 than exact greedy: for them the exact count is an upper bound.
 
-It knows lengths, engines' counts and the scorer's policy; not models or tokens.
+It knows lengths, engines' counts and the scorer's policy; not models (a chain is tokenized by its tokenizer).
 """
 
 from __future__ import annotations
@@ -17,9 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from typing import Any
+
+from chainprune.chains import tokenize_chain
 from chainprune.keep import deletions_for
 from chainprune.scoring import Engine, get_engine
 from chainprune.scoring.engine import PassShape, ScoringOptions
+from chainprune.types import Chain
+from chainprune.units import unit_spans
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,14 @@ def estimate_prune(
                              max_batch_tokens, options, where) for where in (0.5, 1.0, 0.0)}
     (middle, passes, deleted), (at_end, _, _), (at_start, _, _) = runs.values()
     return PruneEstimate(middle, min(runs[w][0] for w in runs), max(runs[w][0] for w in runs), passes, deleted)
+
+
+def estimate_chain(tokenizer: Any, chain: Chain, keep: float, engine: str | Engine, objective: str = "joint",
+                   unit: str = "token", max_batch_tokens: int = 8192) -> PruneEstimate:
+    """`estimate_prune` of `chain` as the pruner's `tokenizer` tokenizes it, over its `unit`s."""
+    ids = tokenize_chain(tokenizer, chain)
+    return estimate_prune(len(ids.prompt_ids), len(ids.answer_ids), unit_spans(ids.reasoning_texts, unit), keep,
+                          engine, objective, max_batch_tokens)
 
 
 def _simulate(n_prompt: int, n_answer: int, sizes: list[int], keep: float, engine: Engine, objective: str,

@@ -50,6 +50,11 @@ class ProgressReporter(Reporter):
         self.examples = self.progress.add_task("examples", total=total)
         self.steps = self.progress.add_task("  steps", total=None)
 
+    def estimate(self, token_forwards: int, exact: bool) -> None:
+        bound = "" if exact else " (at most: this approximate mode computes fewer)"
+        self.progress.console.print(f"estimate: {token_forwards:,} token-forwards of exact greedy for the chains to "
+                                    f"prune{bound}; `--estimate` says what that means in time")
+
     def example(self, chain: Chain, steps: int) -> None:
         self.progress.update(self.steps, description=f"  {chain.id[:24]}", completed=0, total=None)
         self.current = str(chain.id)
