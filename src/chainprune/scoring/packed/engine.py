@@ -143,19 +143,23 @@ def _score_packs(
 ) -> None:
     """Compute packed tokens [begin, end) of each candidate k's suffix (`spans[k]`), in packs of bounded size,
     each candidate resumed from `stored[k]` (its first `begin` tokens). Adds their log-probs to `scores`.
-    With `record`, what is computed is added to `stored`; without, only the best candidate of each pack whose
-    whole suffix was computed is kept there (to offer as the next forward's continuation)."""
+    A suffix longer than a pack is computed in parts, each resuming from the one before (so no pack, and no
+    attention over it, grows with the chain). With `record`, what is computed is added to `stored`; without,
+    only the best candidate of each pack whose whole suffix was computed is kept there (to offer as the next
+    forward's continuation), and a part only until the next part of its suffix has run."""
     pack_limit = max(1, min(PACK_TOKENS, request.max_batch_tokens))
+    parts = [(k, (at, min(at + pack_limit, end))) for k, (begin, end) in spans.items() for at in range(begin, end, pack_limit)]
+    last_part = {k: end for k, (_, end) in parts}
     group: dict[int, tuple[int, int]] = {}
     group_tokens = 0
-    for k, (begin, end) in spans.items():
-        if group and group_tokens + end - begin > pack_limit:
-            _score_pack(model, request, current, cuts, group, stored, scores, record)
+    for k, (begin, end) in parts:
+        if group and (group_tokens + end - begin > pack_limit or k in group):
+            _score_pack(model, request, current, cuts, group, stored, scores, record, last_part)
             group, group_tokens = {}, 0
         group[k] = (begin, end)
         group_tokens += end - begin
     if group:
-        _score_pack(model, request, current, cuts, group, stored, scores, record)
+        _score_pack(model, request, current, cuts, group, stored, scores, record, last_part)
 
 
 def _score_pack(
@@ -167,8 +171,10 @@ def _score_pack(
     stored: dict[int, Partial],
     scores: torch.Tensor,
     record: bool,
+    last_part: dict[int, int],
 ) -> None:
-    """One forward of the packed spans (see `_score_packs`)."""
+    """One forward of the packed spans (see `_score_packs`; `last_part[k]`: where candidate k's last part of
+    this call ends)."""
     seq, n_prompt, layers = current.seq, current.n_prompt, current.layers
     device, length = seq.device, seq.shape[0]
     owner, offset = [], []  # per packed token: which candidate, and its index within that suffix
@@ -212,8 +218,10 @@ def _score_pack(
     complete = [k for k, (_, end) in spans.items() if end == whole[k]]
     best = max(complete, key=lambda k: (float(scores[k]), -k)) if complete else None
     for k, (begin, end) in spans.items():
-        if record or k == best:
+        if record or k == best or end < last_part[k]:  # (a part with more to come is resumed by the next)
             stored[k] = computed(k, first, end - begin)
+        elif begin:
+            stored.pop(k, None)  # its earlier parts, kept only for this one
         first += end - begin
 
 
