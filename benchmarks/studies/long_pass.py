@@ -7,7 +7,10 @@ A chain of about N reasoning tokens (GSM8K worked solutions concatenated, the bu
 
     .venv/bin/python benchmarks/studies/long_pass.py 2600 30
 """
-import json, re, resource, sys, time, torch
+import json, re, resource, sys, time
+from pathlib import Path
+
+import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from chainprune.models import load_model
 from chainprune.chains import tokenize_chain
@@ -18,7 +21,7 @@ torch.set_num_threads(1)
 import os, chainprune.scoring.logprobs as _lp
 if os.environ.get("BLOCK"): _lp.LOGITS_BLOCK = int(os.environ["BLOCK"])
 tok = load_model("smollm2-135m", dtype="float32", device="cpu").tokenizer
-rows = [json.loads(l) for l in open("/work/main/data/gsm8k/train.jsonl")]
+rows = [json.loads(l) for l in open(Path(__file__).resolve().parents[2] / "data" / "gsm8k" / "train.jsonl")]
 text, i = "", 0
 while len(tok(text)["input_ids"]) < int(sys.argv[1]):
     text += re.sub(r"<<[^>]*>>", "", rows[i]["answer"].split("####")[0]).strip() + "\n"; i += 1
