@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import shlex
 import subprocess
 import sys
@@ -133,3 +134,20 @@ def solution_chain(record: dict[str, Any], index: int) -> dict[str, Any]:
     answer = record["answer"].rsplit("####", 1)[1].strip()
     return {"id": f"gsm8k-train-{index}", "question": record["question"], "reasoning": solution_reasoning(record),
             "answer": f"The answer is {answer}."}
+
+
+def write_shuffled_chains(path: Path, n: int, seed: int, max_words: int, min_words: int = 0,
+                          gsm8k: Path | None = None) -> None:
+    """The first `n` chains of a seeded shuffle of GSM8K train whose reasoning has `min_words` to `max_words`
+    words, as a chains file at `path`."""
+    records = gsm8k_records(gsm8k)
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    lines = []
+    for i in order:
+        chain = solution_chain(records[i], i)
+        if min_words <= len(chain["reasoning"].split()) <= max_words:
+            lines.append(json.dumps(chain))
+        if len(lines) == n:
+            break
+    Path(path).write_text("\n".join(lines) + "\n")

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import RUNS, command, write_result
 from chainprune.chains import tokenize_chain
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 from chainprune.pruning import ChainScorer
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, ScoringOptions
-
-from benchmarks.common import RUNS, command, write_result
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import RUNS, command, gsm8k_records, solution_chain, write_result
 from chainprune.chains import tokenize_chain
 from chainprune.choices import ENGINES
 from chainprune.data.jsonl import parse_chain
@@ -26,8 +27,6 @@ from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import greedy_prune
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import Chain
-
-from benchmarks.common import RUNS, command, gsm8k_records, solution_chain, write_result
 
 
 def gsm8k_chains(n: int, seed: int, path: Path | None = None) -> list[Chain]:

@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RUNS / "generation-cpu.json")
     args = parser.parse_args(argv)
 
-    from chainprune.generation import Sampling, decode, derive_seed, render_prompt, stop_token_ids
+    from chainprune.generation import (
+        Sampling,
+        decode,
+        derive_seed,
+        render_prompt,
+        stop_token_ids,
+    )
     from chainprune.models import load_model
     from chainprune.tasks import get_task
 

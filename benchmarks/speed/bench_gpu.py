@@ -26,12 +26,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
+from benchmarks.common import RUNS, command, device_name, write_result
 from chainprune.keep import deletions_for
 from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import EXACT, Approximation, greedy_prune
 from chainprune.types import ChainIds
-
-from benchmarks.common import RUNS, command, device_name, write_result
 
 SHAPES = {
     "qwen2.5-7b": lambda: Qwen2Config(

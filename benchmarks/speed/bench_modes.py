@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import threading
 import time
 from pathlib import Path
 
 import psutil
 
+from benchmarks.common import (
+    RUNS,
+    command,
+    write_result,
+    write_shuffled_chains,
+)
 from chainprune.models import load_model
 from chainprune.pipelines.compare import compare_traces
 from chainprune.pipelines.prune import PruneConfig, run_prune
 from chainprune.pruning import ChainScorer
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import ChainIds
-
-from benchmarks.common import RUNS, command, gsm8k_records, solution_chain, write_result
-
 
 # The modes run by default. A mode is named by its settings: an engine, then KEY=VALUE pairs of
 # prune's options (per_step, screen, refresh, lookahead, margin; batch = --batch-chains); any such name may
@@ -55,20 +57,6 @@ def mode_settings(name: str) -> dict:
 def mode_name(name: str) -> str:
     mode_settings(name)
     return name
-
-
-def write_chains(path: Path, n: int, max_words: int, seed: int, min_words: int = 0, gsm8k: Path | None = None) -> None:
-    records = gsm8k_records(gsm8k)
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    lines = []
-    for i in order:
-        chain = solution_chain(records[i], i)
-        if min_words <= len(chain["reasoning"].split()) <= max_words:
-            lines.append(json.dumps(chain))
-        if len(lines) == n:
-            break
-    path.write_text("\n".join(lines) + "\n")
 
 
 class PeakMemory:
@@ -158,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             chains.write_text(args.chains.read_text())
         args.examples, args.max_reasoning, args.min_reasoning = len(chains.read_text().splitlines()), None, None
     else:
-        write_chains(chains, args.examples, args.max_reasoning, args.seed, args.min_reasoning, args.gsm8k)
+        write_shuffled_chains(chains, args.examples, args.seed, args.max_reasoning, args.min_reasoning, args.gsm8k)
     previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
     chosen = (args.examples, args.max_reasoning, args.min_reasoning)
     if previous and (previous["examples"], previous["max_reasoning_words"], previous.get("min_reasoning_words", 0)) != chosen:

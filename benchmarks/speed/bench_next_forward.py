@@ -14,11 +14,10 @@ import json
 import time
 from pathlib import Path
 
+from benchmarks.common import RUNS, command, write_result
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
 from chainprune.pruning import Approximation, ScoringOptions, prune_chain
-
-from benchmarks.common import RUNS, command, write_result
 
 
 def main(argv: list[str] | None = None) -> dict:

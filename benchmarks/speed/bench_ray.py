@@ -22,11 +22,17 @@ from pathlib import Path
 import psutil
 import torch
 
+from benchmarks.common import (
+    ROOT,
+    RUNS,
+    command,
+    gsm8k_records,
+    solution_chain,
+    write_result,
+)
 from chainprune.pipelines.distributed import RayOptions, run_prune_distributed
 from chainprune.pipelines.prune import PruneConfig, run_prune
 from chainprune.run import ClusterReporter
-
-from benchmarks.common import ROOT, RUNS, command, gsm8k_records, solution_chain, write_result
 
 MB = 1024 * 1024
 

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import chainprune.pruning as pruning
+from benchmarks.common import RUNS, command, write_result
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
-
-from benchmarks.common import RUNS, command, write_result
 
 
 def main(argv: list[str] | None = None) -> dict:

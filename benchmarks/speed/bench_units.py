@@ -26,11 +26,10 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import RUNS, command, write_result
 from chainprune import Chain, load_model, prune_chain
 from chainprune.trace_steps import steps_at
 from chainprune.types import Trace
-
-from benchmarks.common import RUNS, command, write_result
 
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 

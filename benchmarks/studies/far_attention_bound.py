@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import command, write_result
 from chainprune.chains import tokenize_chain
 from chainprune.data.jsonl import parse_chain
 from chainprune.models import load_model
-
-from benchmarks.common import command, write_result
 
 
 @torch.no_grad()

@@ -7,18 +7,27 @@ A chain of about N reasoning tokens (GSM8K worked solutions concatenated, the bu
 
     .venv/bin/python benchmarks/studies/long_pass.py 2600 30
 """
-import json, re, resource, sys, time
+import json
+import re
+import resource
+import sys
+import time
 from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from chainprune.models import load_model
+
 from chainprune.chains import tokenize_chain
-from chainprune.types import Chain
-from chainprune.scoring import ENGINES, ScoreRequest, ChainCache, ForwardStats
+from chainprune.models import load_model
+from chainprune.scoring import ENGINES, ChainCache, ForwardStats, ScoreRequest
 from chainprune.scoring.chain_state import forward_current
+from chainprune.types import Chain
+
 torch.set_num_threads(1)
-import os, chainprune.scoring.logprobs as _lp
+import os
+
+import chainprune.scoring.logprobs as _lp
+
 if os.environ.get("BLOCK"): _lp.LOGITS_BLOCK = int(os.environ["BLOCK"])
 tok = load_model("smollm2-135m", dtype="float32", device="cpu").tokenizer
 rows = [json.loads(l) for l in open(Path(__file__).resolve().parents[2] / "data" / "gsm8k" / "train.jsonl")]

@@ -22,36 +22,24 @@ Steps (all through the `chainprune` command line, outputs under --work-dir, resu
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import STUDY_RUNS, command, gsm8k_records, solution_chain, write_result
+from benchmarks.common import (
+    STUDY_RUNS,
+    command,
+    gsm8k_records,
+    write_result,
+    write_shuffled_chains,
+)
 
 CALCULATOR = re.compile(r"<<[^>]*>>")
 CLI = [sys.executable, "-m", "chainprune.cli"]
 KEEPS = (0.9, 0.7, 0.5)
 BASELINES = ("uniform", "surprisal", "h2o", "tokenskip")
-
-
-def write_chains(path: Path, n: int, seed: int, max_words: int, gsm8k: Path | None = None) -> None:
-    """The first n chains of a seeded shuffle of GSM8K train whose reasoning has at most `max_words` words."""
-    records = gsm8k_records(gsm8k)
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    lines = []
-    for i in order:
-        chain = solution_chain(records[i], i)
-        if len(chain["reasoning"].split()) > max_words:
-            continue
-        lines.append(json.dumps(chain))
-        if len(lines) == n:
-            break
-    path.write_text("\n".join(lines) + "\n")
 
 
 def gsm8k_text(gsm8k: Path | None = None):
@@ -77,8 +65,19 @@ def train_student_tokenizer(folder: Path, gsm8k: Path | None = None) -> None:
 def build_standin_classifier(folder: Path, seed: int = 0, gsm8k: Path | None = None) -> None:
     """A tiny random XLM-R token classifier (2 labels) with a Unigram tokenizer trained on GSM8K: NOT LLMLingua-2."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForTokenClassification
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import (
+        PreTrainedTokenizerFast,
+        XLMRobertaConfig,
+        XLMRobertaForTokenClassification,
+    )
 
     if (folder / "config.json").exists():
         return
@@ -195,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     chains, classifier = work / "chains.jsonl", work / "standin-classifier"
     if not chains.exists():
-        write_chains(chains, args.examples, args.seed, args.max_words, args.gsm8k)
+        write_shuffled_chains(chains, args.examples, args.seed, args.max_words, gsm8k=args.gsm8k)
     build_standin_classifier(classifier, gsm8k=args.gsm8k)
 
     seconds = {}

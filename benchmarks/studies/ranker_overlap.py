@@ -17,13 +17,12 @@ import statistics
 import time
 from pathlib import Path
 
+from benchmarks.common import command, write_result
+from chainprune.analysis.surrogate import Surrogate
 from chainprune.keep import kept_count
 from chainprune.models import load_model
 from chainprune.ranking import RANKER_NEEDS, SurrogateModel, get_ranker
-from chainprune.analysis.surrogate import Surrogate
 from chainprune.types import Trace
-
-from benchmarks.common import command, write_result
 
 
 def overlap(order: list[int], exact: Trace, r: float) -> float:

@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import command, write_result
 from chainprune.data.scores import load_scores, scores_path
 from chainprune.models import load_model
 from chainprune.pruning import ChainScorer
 from chainprune.pruning.greedy import RUNNERS_UP
 from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS
 from chainprune.types import ChainIds
-
-from benchmarks.common import command, write_result
 
 
 def ranks_of(values: np.ndarray, k: int) -> int:

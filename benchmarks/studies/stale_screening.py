@@ -15,9 +15,8 @@ import itertools
 import json
 from pathlib import Path
 
-from chainprune.data.scores import load_scores, scores_path
-
 from benchmarks.common import command, write_result
+from chainprune.data.scores import load_scores, scores_path
 
 
 def replay(traces: list[dict], saved: dict, keep: int, near: int, refresh: int) -> dict:

@@ -25,15 +25,14 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import command, write_result
+from benchmarks.studies.ranker_overlap import overlap
+from benchmarks.studies.surrogate_scale import gsm8k_chains
 from chainprune.analysis.surrogate import attention_features, evaluate, train_surrogate
 from chainprune.data.scores import load_scores
 from chainprune.models import load_model
 from chainprune.ranking.base import order_by_importance
 from chainprune.types import ChainIds, Trace
-
-from benchmarks.common import command, write_result
-from benchmarks.studies.ranker_overlap import overlap
-from benchmarks.studies.surrogate_scale import gsm8k_chains
 
 
 def kept_ids(ids: ChainIds, remaining: list[int]) -> ChainIds:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import command, write_result
 from chainprune.chains import tokenize_chain
 from chainprune.data.jsonl import parse_chain
 from chainprune.data.scores import load_scores
@@ -32,8 +33,6 @@ from chainprune.pruning.greedy import Approximation, lookahead_pass
 from chainprune.scoring import ChainCache, ForwardStats, ScoreRequest
 from chainprune.scoring.chain_state import forward_current
 from chainprune.scoring.packed import score_lookahead
-
-from benchmarks.common import command, write_result
 
 
 def record_pass(model, ids, current, stats) -> dict:
