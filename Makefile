@@ -102,7 +102,9 @@ WORKERS ?= 1
 fig2: install
 	@test -f $(GSM8K_TRAIN) -a -f $(GSM8K_TEST) || { echo "make fig2 needs GSM8K's train and test splits in data/gsm8k: run make gsm8k (network), or copy them there"; exit 1; }
 	$(BIN)/chainprune models fetch qwen2.5-coder-0.5b
-	mkdir -p runs/gsm8k_qwen05
+	mkdir -p runs/gsm8k_qwen05/stages
+	# resume from the committed snapshot of an earlier session's stages (files already here are kept)
+	cp -rn examples/results/gsm8k_qwen05/stages/. runs/gsm8k_qwen05/stages/
 	for w in $$(seq 2 $(WORKERS)); do OMP_NUM_THREADS=1 $(BIN)/chainprune experiment examples/gsm8k_qwen05.yaml --threads 1 > runs/gsm8k_qwen05/worker$$w.log 2>&1 & sleep 30; done; \
 	OMP_NUM_THREADS=1 $(BIN)/chainprune experiment examples/gsm8k_qwen05.yaml --threads 1 2>&1 | tee runs/gsm8k_qwen05/worker1.log; wait
 
