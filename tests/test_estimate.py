@@ -60,3 +60,13 @@ def test_a_prune_run_says_its_estimate_when_it_starts(tmp_path, tiny_model_dir):
     trace = json.loads((tmp_path / "t.jsonl").read_text())
     said = next(line for line in result.output.splitlines() if line.startswith("estimate: "))
     assert f"estimate: {trace['token_forwards']:,} token-forwards" in said  # naive on tokens: exact
+
+
+def test_a_long_inputs_start_of_run_estimate_is_scaled_from_its_first_chains(tiny_pruner, monkeypatch):
+    import chainprune.pipelines.prune as prune
+    from chainprune.pipelines.prune import PruneConfig, estimated_work
+
+    config = PruneConfig(engine="naive", keep=[0.5])
+    one = estimated_work(tiny_pruner, CHAINS[:1], config)
+    monkeypatch.setattr(prune, "ESTIMATE_SAMPLE", 1)  # only the first chain is tokenized
+    assert estimated_work(tiny_pruner, [CHAINS[0]] * 5, config) == 5 * one

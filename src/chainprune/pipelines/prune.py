@@ -187,17 +187,21 @@ def run_prune(
     return summary
 
 
+ESTIMATE_SAMPLE = 1000  # a run's start-of-run estimate tokenizes at most this many chains, then scales
+
+
 def estimated_work(pruner: LoadedModel, chains: list[Chain], config: PruneConfig) -> int:
     """The token-forwards exact greedy would compute on `chains` (`pruning.estimate`; chains that cannot be
-    tokenized are left out: their errors come when they are pruned)."""
-    total = 0
-    for chain in chains:
+    tokenized are left out: their errors come when they are pruned). Past `ESTIMATE_SAMPLE` chains, from the
+    first ones, scaled to all (so a long input's first record is not kept waiting)."""
+    sample, total = chains[:ESTIMATE_SAMPLE], 0
+    for chain in sample:
         try:
             total += estimate_chain(pruner.tokenizer, chain, min(config.keep), config.engine, config.objective,
                                     config.unit, config.max_batch_tokens).token_forwards
         except (ChainError, ValueError):
             continue
-    return total
+    return round(total * len(chains) / len(sample)) if sample else 0
 
 
 def open_run(
