@@ -110,6 +110,8 @@ def summary_table(summary: PruneSummary) -> Table:
 def _duration(seconds: float) -> str:
     if seconds != seconds:
         return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 7200:
