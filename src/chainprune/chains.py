@@ -28,6 +28,12 @@ class ChainError(ValueError):
     """A chain that cannot be tokenized or scored; the message says why."""
 
 
+def check_fits(ids: ChainIds, limit: int | None) -> None:
+    """ChainError when the tokenized chain is longer than a model's context of `limit` tokens (None: no limit)."""
+    if limit is not None and len(ids.input_ids) > limit:
+        raise ChainError(f"chain is {len(ids.input_ids)} tokens, longer than the pruner's context of {limit}")
+
+
 def assistant_text(reasoning: str, answer: str) -> str:
     return reasoning + ANSWER_JOINER + answer if reasoning else answer
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from chainprune.chains import ChainError, tokenize_chain
+from chainprune.chains import check_fits, tokenize_chain
 from chainprune.choices import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_ENGINE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL
 from chainprune.data.jsonl import JsonlAppender, RecordError, read_chains, read_lines, read_traces
 from chainprune.keep import keep_key, normalize_keep_fractions
@@ -237,9 +237,7 @@ def ranker_options(ranker: Any, config: BaselineConfig) -> dict[str, Any]:
 
 def baseline_record(chain: Chain, config: BaselineConfig, ranker: Any, res: Resources) -> dict[str, Any]:
     ids = tokenize_chain(res.pruner.tokenizer, chain)
-    limit = res.pruner.max_length if res.pruner.model is not None else None
-    if limit is not None and len(ids.input_ids) > limit:
-        raise ChainError(f"chain is {len(ids.input_ids)} tokens, longer than the pruner's context of {limit}")
+    check_fits(ids, res.pruner.max_length if res.pruner.model is not None else None)
     ranking = ranker(ids, res.ranker_model, seed=chain_seed(config.seed, chain.id), **ranker_options(ranker, config))
     extra = {"pruner": res.pruner.name, "student_tokenizer": config.student_tokenizer}
     if config.method == "uniform":

@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from chainprune.chains import ChainError, tokenize_chain
+from chainprune.chains import check_fits, tokenize_chain
 from chainprune.data.jsonl import RecordError, read_chains
 from chainprune.models import load_model
 from chainprune.pipelines.prune import PruneConfig
-from chainprune.pruning.estimate import PruneEstimate, estimate_chain
+from chainprune.pruning.estimate import PruneEstimate, estimate_prune
 from chainprune.run import require_input
 from chainprune.scoring.logprobs import ForwardStats
 from chainprune.scoring.objectives import objective_start, sequence_objectives
@@ -106,16 +106,15 @@ def run_estimate(input_path: Path, config: PruneConfig, calibrate_seconds: float
     for line, chain in chains:
         try:
             ids = tokenize_chain(pruner.tokenizer, chain)
-            if pruner.max_length is not None and len(ids.input_ids) > pruner.max_length:
-                raise ChainError(f"chain is {len(ids.input_ids)} tokens, longer than the pruner's context of {pruner.max_length}")
+            check_fits(ids, pruner.max_length)
             objective_start(len(ids.prompt_ids), len(ids.reasoning_ids), config.objective)
-        except (ChainError, ValueError) as e:
+        except ValueError as e:  # (ChainError is one)
             report.failures.append(RecordError(line, chain.id, str(e)))
             continue
-        estimate = estimate_chain(pruner.tokenizer, chain, min(config.keep), config.engine, config.objective,
-                                  config.unit, config.max_batch_tokens)
-        units = len(unit_spans(ids.reasoning_texts, config.unit))
-        report.chains.append(ChainEstimate(chain.id, len(ids.input_ids), len(ids.reasoning_ids), units, estimate,
+        units = unit_spans(ids.reasoning_texts, config.unit)
+        estimate = estimate_prune(len(ids.prompt_ids), len(ids.answer_ids), units, min(config.keep), config.engine,
+                                  config.objective, config.max_batch_tokens)
+        report.chains.append(ChainEstimate(chain.id, len(ids.input_ids), len(ids.reasoning_ids), len(units), estimate,
                                            flops_per_token_forward(pruner.model, len(ids.input_ids))))
         lengths.append(len(ids.input_ids))
     if lengths:

@@ -6,8 +6,8 @@ one's, or nothing at all when the engine built it from the chosen candidate's sc
 engine that keeps them resumes after a deletion. Only which units greedy deletes is unknown before the run: the
 estimate assumes each step deletes a unit in the middle (the range: all at the start, all at the end), so it is
 an expectation, exact for `naive` on token units (where the work does not depend on the positions deleted);
-`tests/test_estimate.py` holds it to measured prunes, and BENCHMARKS.md, "Estimates", to real ones. Approximate modes do less
-than exact greedy: for them the exact count is an upper bound.
+`tests/test_estimate.py` holds it to measured prunes, and BENCHMARKS.md, "Estimates", to real ones.
+Approximate modes do less than exact greedy: for them the exact count is an upper bound.
 
 It knows lengths, engines' counts and the scorer's policy; not models (a chain is tokenized by its tokenizer).
 """
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
 from typing import Any
 
 from chainprune.chains import tokenize_chain
 from chainprune.keep import deletions_for
-from chainprune.scoring import Engine, get_engine
+from chainprune.scoring import DEFAULT_MAX_BATCH_TOKENS, Engine, get_engine
 from chainprune.scoring.engine import PassShape, ScoringOptions
 from chainprune.types import Chain
 from chainprune.units import unit_spans
@@ -45,7 +44,7 @@ def estimate_prune(
     keep: float,
     engine: str | Engine,
     objective: str = "joint",
-    max_batch_tokens: int = 8192,
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     options: ScoringOptions = ScoringOptions(),
 ) -> PruneEstimate:
     """The token-forwards of exact greedy pruning a chain of `n_prompt` prompt tokens, reasoning `units`
@@ -56,12 +55,13 @@ def estimate_prune(
         raise ValueError(f"engine {engine.name} does not say what a pass costs (Engine.count)")
     runs = {where: _simulate(n_prompt, n_answer, [b - a for a, b in units], keep, engine, objective,
                              max_batch_tokens, options, where) for where in (0.5, 1.0, 0.0)}
-    (middle, passes, deleted), (at_end, _, _), (at_start, _, _) = runs.values()
-    return PruneEstimate(middle, min(runs[w][0] for w in runs), max(runs[w][0] for w in runs), passes, deleted)
+    middle, passes, deleted = runs[0.5]
+    counts = [total for total, _, _ in runs.values()]
+    return PruneEstimate(middle, min(counts), max(counts), passes, deleted)
 
 
 def estimate_chain(tokenizer: Any, chain: Chain, keep: float, engine: str | Engine, objective: str = "joint",
-                   unit: str = "token", max_batch_tokens: int = 8192) -> PruneEstimate:
+                   unit: str = "token", max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> PruneEstimate:
     """`estimate_prune` of `chain` as the pruner's `tokenizer` tokenizes it, over its `unit`s."""
     ids = tokenize_chain(tokenizer, chain)
     return estimate_prune(len(ids.prompt_ids), len(ids.answer_ids), unit_spans(ids.reasoning_texts, unit), keep,
@@ -77,6 +77,8 @@ def _simulate(n_prompt: int, n_answer: int, sizes: list[int], keep: float, engin
     remaining = list(range(len(sizes)))
     kept: list[int] = [0] * len(sizes)  # per remaining unit: suffix tokens carried from the last pass
     total, passes, deleted, forward = 0, 0, 0, 0
+    resumes = engine.keeps_suffixes and options.keep_suffix_bytes >= 0  # kept suffixes resumed after a deletion
+    built = engine.keeps_suffixes and options.next_from_best  # the next forward built from the chosen's scoring
     while n - deleted > target and remaining:
         spans, at = [], 0
         for unit in remaining:
@@ -86,7 +88,7 @@ def _simulate(n_prompt: int, n_answer: int, sizes: list[int], keep: float, engin
         length = shape.length
         if engine.reuses_forward:
             total += length if passes == 0 else forward  # the chain's forward: first in full, then from the deletion on
-        total += engine.count(shape) - (sum(kept) if engine.keeps_suffixes else 0)
+        total += engine.count(shape) - (sum(kept) if resumes else 0)
         passes += 1
         # the unit greedy deletes: under the joint objective deleting more tokens drops more terms, so greedy
         # takes long units first (measured: the words it deleted were 1.4-1.9 times the mean word); the answer
@@ -96,13 +98,10 @@ def _simulate(n_prompt: int, n_answer: int, sizes: list[int], keep: float, engin
         chosen = candidates[round(where * (len(candidates) - 1))]
         start = spans[chosen][0]
         # the next chain's forward: built from the chosen candidate's scoring, or run from the deleted unit on
-        built = engine.keeps_suffixes and options.next_from_best
         forward = 0 if built else max(1, length - sizes[remaining[chosen]] - n_prompt - start)
         # what the next pass resumes: candidate k's suffix up to the deleted unit (`ChainCache.carried`)
         suffix = [max(0, shape.m + n_answer - b - 1) for _, b in spans]
         kept = [max(0, min(suffix[k], start - spans[k][1] - 1)) for k in range(len(remaining))]
-        if options.keep_suffix_bytes < 0:
-            kept = [0] * len(remaining)
         deleted += sizes[remaining[chosen]]
         del remaining[chosen], kept[chosen]
     return total, passes, deleted

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from chainprune.chains import ChainError, tokenize_chain
+from chainprune.chains import check_fits, tokenize_chain
 from chainprune.choices import DEFAULT_ENGINE
 from chainprune.keep import deletions_for, normalize_keep_fractions
 from chainprune.models import LoadedModel
@@ -46,9 +46,7 @@ def prune_chain(
     """
     fractions = normalize_keep_fractions(keep)
     ids = tokenize_chain(pruner.tokenizer, chain)
-    limit = pruner.max_length
-    if limit is not None and len(ids.input_ids) > limit:
-        raise ChainError(f"chain is {len(ids.input_ids)} tokens, longer than the pruner's context of {limit}")
+    check_fits(ids, pruner.max_length)
     check_unit_mode(unit, approximation, screener is not None)
     n = len(ids.reasoning_ids)
     units = unit_spans(ids.reasoning_texts, unit)

@@ -45,7 +45,6 @@ class ChainScorer:
         self.engine = get_engine(engine)
         self.estimator = get_engine(estimator) if estimator is not None else default_estimator(self.engine)
         self.max_batch_tokens = max_batch_tokens
-        self.halvings = 0  # times a pass ran out of memory and `max_batch_tokens` was halved
         self.stats = ForwardStats()
         # the deletion candidates: [start, end) spans of reasoning tokens (one per token unless units are given)
         self.units = token_spans(len(ids.reasoning_ids)) if units is None else [tuple(u) for u in units]
@@ -118,7 +117,6 @@ class ChainScorer:
                 if self.max_batch_tokens <= 1:
                     raise
                 self.max_batch_tokens //= 2
-                self.halvings += 1
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
 

@@ -129,11 +129,10 @@ def estimate_table(report: Any) -> Table:
     here = gpu = 0.0
     for chain in report.chains:
         e = chain.estimate
-        seconds_gpu = report.seconds_on_gpu(chain, e.token_forwards)
-        here, gpu = here + report.seconds_here(e.token_forwards), gpu + seconds_gpu
+        seconds_here, seconds_gpu = report.seconds_here(e.token_forwards), report.seconds_on_gpu(chain, e.token_forwards)
+        here, gpu = here + seconds_here, gpu + seconds_gpu
         table.add_row(chain.id, str(chain.tokens), str(chain.reasoning), str(chain.units), str(e.passes),
-                      f"{e.token_forwards:,}", f"{e.low:,}-{e.high:,}", _duration(report.seconds_here(e.token_forwards)),
-                      _duration(seconds_gpu))
+                      f"{e.token_forwards:,}", f"{e.low:,}-{e.high:,}", _duration(seconds_here), _duration(seconds_gpu))
     if report.chains:
         table.add_row("all", "", "", "", str(sum(c.estimate.passes for c in report.chains)), f"{report.token_forwards:,}",
                       f"{sum(c.estimate.low for c in report.chains):,}-{sum(c.estimate.high for c in report.chains):,}",
